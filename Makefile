@@ -1,0 +1,67 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Every target installs what it needs when it is missing; nothing here is done by hand.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NODE_DIR := tests/interop/node
+CHROMIUM := /usr/bin/chromium
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo test lint typecheck unit bench deps venv extension system-deps node-deps clean
+
+# ---- set-up ---------------------------------------------------------------------------------
+
+$(VENV)/.stamp-deps: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.stamp-deps
+
+# The C accelerator, built in place next to its pure-Python reference.
+extension: venv
+	$(PY) setup.py --quiet build_ext --inplace
+
+system-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  (apt-get update -q && apt-get install -y -q chromium) > /tmp/fullduplex-apt.log 2>&1 \
+	    || { tail -20 /tmp/fullduplex-apt.log; exit 1; }; \
+	fi
+
+$(NODE_DIR)/node_modules/.stamp: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --silent --no-audit --no-fund
+	touch $@
+
+node-deps: $(NODE_DIR)/node_modules/.stamp
+
+deps: venv extension system-deps node-deps
+
+# ---- the two commands -----------------------------------------------------------------------
+
+demo: venv extension
+	$(PY) -m fullduplex demo --host $(HOST) --port $(PORT)
+
+test: deps lint typecheck
+	$(PY) -m pytest -q
+	@echo "== protocol tests again without the C accelerator (the pure-Python reference)"
+	FULLDUPLEX_NO_EXTENSIONS=1 $(PY) -m pytest -q tests/protocol tests/conformance
+
+# ---- parts ----------------------------------------------------------------------------------
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+bench: deps
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info $(NODE_DIR)/node_modules
+	find src -name '*.so' -delete

@@ -1,0 +1,63 @@
+"""fullduplex: a complete WebSocket system for Python.
+
+The names users need most are importable from here; each is loaded on first use, so
+``import fullduplex`` stays cheap and the sans-I/O core never pulls in asyncio.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "InvalidHandshake",
+    "InvalidStatus",
+    "ProtocolError",
+    "Server",
+    "WebSocket",
+    "WebSocketError",
+    "connect",
+    "serve",
+]
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "serve": "fullduplex.asyncio.server",
+    "Server": "fullduplex.asyncio.server",
+    "connect": "fullduplex.asyncio.client",
+    "WebSocket": "fullduplex.asyncio.connection",
+    "ConnectionClosed": "fullduplex.exceptions",
+    "ConnectionClosedError": "fullduplex.exceptions",
+    "ConnectionClosedOK": "fullduplex.exceptions",
+    "InvalidHandshake": "fullduplex.exceptions",
+    "InvalidStatus": "fullduplex.exceptions",
+    "ProtocolError": "fullduplex.exceptions",
+    "WebSocketError": "fullduplex.exceptions",
+}
+
+if TYPE_CHECKING:
+    from .asyncio.client import connect
+    from .asyncio.connection import WebSocket
+    from .asyncio.server import Server, serve
+    from .exceptions import (
+        ConnectionClosed,
+        ConnectionClosedError,
+        ConnectionClosedOK,
+        InvalidHandshake,
+        InvalidStatus,
+        ProtocolError,
+        WebSocketError,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fullduplex' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,224 @@
+"""Every exception fullduplex raises, in one tree.
+
+::
+
+    WebSocketError                     root of everything below
+    ├── ConnectionClosed               the connection is closed; carries both close frames
+    │   ├── ConnectionClosedOK         ... with 1000 / 1001 (or no code) on both sides
+    │   └── ConnectionClosedError      ... with any other code, or without a close handshake
+    ├── InvalidHandshake               the opening handshake failed
+    │   ├── InvalidMessage             the HTTP message could not be parsed
+    │   ├── SecurityError              a handshake limit was exceeded (header size or count)
+    │   ├── InvalidRequest             the server rejects the client's request (HTTP status)
+    │   │   └── InvalidVersion         Sec-WebSocket-Version is not 13 (HTTP 426)
+    │   ├── InvalidStatus              the client got a non-101 response (keeps the response)
+    │   ├── InvalidResponse            the client got a 101 it must refuse (accept key, headers)
+    │   └── NegotiationError           subprotocol or extension negotiation failed
+    ├── ProtocolError                  the peer broke RFC 6455 / 7692 (carries a close code)
+    │   └── PayloadTooBig              a message or frame exceeds a size limit (1009)
+    ├── InvalidState                   an operation is not allowed in the current state
+    ├── InvalidURI                     a ws:// or wss:// URI could not be parsed
+    └── ConcurrencyError               two coroutines or threads did what only one may do
+
+Close codes are derived from exceptions in exactly one place, :func:`close_code_for`. The text of
+an exception is for the local log only; it never travels to the peer, except the one-line reason
+of an HTTP rejection, which is written for the peer on purpose.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "InvalidHandshake",
+    "InvalidMessage",
+    "InvalidRequest",
+    "InvalidResponse",
+    "InvalidState",
+    "InvalidStatus",
+    "InvalidURI",
+    "InvalidVersion",
+    "NegotiationError",
+    "PayloadTooBig",
+    "ProtocolError",
+    "SecurityError",
+    "WebSocketError",
+    "close_code_for",
+]
+
+# Numeric close codes are repeated here (not imported from protocol.frames) so that this module
+# has no dependency and every layer can import it.
+_PROTOCOL_ERROR = 1002
+_MESSAGE_TOO_BIG = 1009
+_INTERNAL_ERROR = 1011
+_OK_CODES = frozenset({1000, 1001})
+
+
+class WebSocketError(Exception):
+    """Base class of every exception fullduplex raises."""
+
+
+class ConnectionClosed(WebSocketError):
+    """Raised when using a connection that is closed, or closes while waiting.
+
+    Attributes:
+        code: The close code received from the peer, or 1006 when no close frame arrived
+            (1005 when the peer's close frame had no code).
+        reason: The close reason received from the peer ("" when none).
+        sent_code: The close code this side sent, or None if it sent no close frame.
+        sent_reason: The close reason this side sent ("" when none).
+    """
+
+    def __init__(
+        self,
+        code: int = 1006,
+        reason: str = "",
+        sent_code: int | None = None,
+        sent_reason: str = "",
+    ) -> None:
+        self.code = code
+        self.reason = reason
+        self.sent_code = sent_code
+        self.sent_reason = sent_reason
+        super().__init__(code, reason)
+
+    def __str__(self) -> str:
+        received = f"received {self.code}" + (f" ({self.reason})" if self.reason else "")
+        if self.sent_code is None:
+            return received + "; sent no close frame"
+        sent = f"sent {self.sent_code}" + (f" ({self.sent_reason})" if self.sent_reason else "")
+        return f"{received}; {sent}"
+
+    @staticmethod
+    def create(
+        code: int, reason: str = "", sent_code: int | None = None, sent_reason: str = ""
+    ) -> ConnectionClosed:
+        """Return ConnectionClosedOK or ConnectionClosedError, whichever the codes call for.
+
+        A close is OK when the peer sent 1000, 1001 or no code (1005), and this side, if it
+        sent a close frame, sent 1000 or 1001.
+        """
+        ok = (code in _OK_CODES or code == 1005) and (sent_code is None or sent_code in _OK_CODES)
+        cls = ConnectionClosedOK if ok else ConnectionClosedError
+        return cls(code, reason, sent_code, sent_reason)
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection closed normally (1000 or 1001)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection closed with an error code or without a close handshake."""
+
+
+class InvalidHandshake(WebSocketError):
+    """The opening handshake failed.
+
+    Attributes:
+        status: The HTTP status a server answers with (400 unless a subclass says otherwise).
+    """
+
+    status: int = 400
+
+
+class InvalidMessage(InvalidHandshake):
+    """The HTTP request or response could not be parsed."""
+
+
+class SecurityError(InvalidHandshake):
+    """The HTTP request or response exceeds a limit (header size or header count)."""
+
+    status = 431
+
+
+class InvalidRequest(InvalidHandshake):
+    """The server refuses the client's opening handshake request."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class InvalidVersion(InvalidRequest):
+    """The client asked for a WebSocket version other than 13."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 426)
+
+
+class InvalidStatus(InvalidHandshake):
+    """The server answered the opening handshake with a status other than 101.
+
+    Attributes:
+        status_code: The HTTP status the server sent.
+        headers: Its response headers, as (name, value) pairs.
+        body: Its response body (possibly truncated).
+    """
+
+    def __init__(
+        self, status_code: int, headers: list[tuple[str, str]] | None = None, body: bytes = b""
+    ) -> None:
+        super().__init__(f"server rejected WebSocket connection: HTTP {status_code}")
+        self.status_code = status_code
+        self.headers = headers or []
+        self.body = body
+
+
+class InvalidResponse(InvalidHandshake):
+    """The server sent a 101 response that the client must refuse."""
+
+
+class NegotiationError(InvalidHandshake):
+    """Subprotocol or extension negotiation failed."""
+
+
+class ProtocolError(WebSocketError):
+    """The peer violated the WebSocket protocol.
+
+    Attributes:
+        code: The close code to send: 1002 by default, 1007 for invalid data such as bad
+            UTF-8, 1009 for a message too big.
+    """
+
+    def __init__(self, message: str, code: int = _PROTOCOL_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PayloadTooBig(ProtocolError):
+    """A message or frame exceeds the configured limit."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, _MESSAGE_TOO_BIG)
+
+
+class InvalidState(WebSocketError, AssertionError):
+    """An operation is not allowed in the connection's current state.
+
+    It subclasses AssertionError because it reveals a bug in the caller.
+    """
+
+
+class InvalidURI(WebSocketError, ValueError):
+    """A URI is not a valid ws:// or wss:// URI."""
+
+    def __init__(self, uri: str, message: str) -> None:
+        super().__init__(f"{uri!r} is not a valid WebSocket URI: {message}")
+        self.uri = uri
+
+
+class ConcurrencyError(WebSocketError, RuntimeError):
+    """Two coroutines or threads called a method that allows only one at a time."""
+
+
+def close_code_for(exc: BaseException) -> int:
+    """Return the close code that answers ``exc``: the one mapping from errors to codes.
+
+    Protocol errors carry their own code (1002, 1007, 1009); anything else is an internal
+    error (1011).
+    """
+    if isinstance(exc, ProtocolError):
+        return exc.code
+    return _INTERNAL_ERROR

@@ -1,0 +1,572 @@
+"""The WebSocket state machine shared by client and server (RFC 6455 sections 5 to 7).
+
+A :class:`Connection` starts once the opening handshake is done. It turns received bytes into
+events and method calls into bytes, and does no I/O. The driver's loop is::
+
+    conn.receive_data(data)              # bytes from the network
+    for event in conn.events_received(): # str, bytes, Ping, Pong, Close
+        ...
+    for chunk in conn.data_to_send():    # bytes for the network; SEND_EOF means "close TCP"
+        ...
+    if conn.close_expected():            # the TCP connection should end soon
+        ...                              # arm the close timeout
+
+Messages are delivered whole, as ``str`` (text) or ``bytes`` (binary): the cheapest event there
+is, and ``match`` on ``str()`` / ``bytes()`` / :class:`Ping` / :class:`Pong` / :class:`Close` is
+exhaustive. Pings are answered by the connection itself, so liveness never depends on whether
+the application reads.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+import logging
+import os
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
+
+from ..exceptions import ConnectionClosed, InvalidState, PayloadTooBig, ProtocolError
+from .frames import (
+    CloseCode,
+    FrameParser,
+    Opcode,
+    is_valid_close_code,
+    parse_close,
+    serialize_close,
+    serialize_frame,
+)
+
+if TYPE_CHECKING:
+    from .deflate import PerMessageDeflate
+
+__all__ = [
+    "SEND_EOF",
+    "Close",
+    "Connection",
+    "Event",
+    "Ping",
+    "Pong",
+    "Role",
+    "State",
+    "generate_mask",
+]
+
+#: In :meth:`Connection.data_to_send`, a request to end the TCP connection (half-close).
+SEND_EOF = b""
+
+#: Where client masks come from. Tests replace it to get deterministic frames.
+generate_mask = os.urandom
+
+DEFAULT_MAX_MESSAGE_SIZE = 2**20
+
+_default_logger = logging.getLogger("fullduplex.protocol")
+
+_TEXT = Opcode.TEXT.value
+_BINARY = Opcode.BINARY.value
+_CONTINUATION = Opcode.CONTINUATION.value
+_CLOSE = Opcode.CLOSE.value
+_PING = Opcode.PING.value
+_PONG = Opcode.PONG.value
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class Role(enum.IntEnum):
+    """Which end of the connection this is."""
+
+    CLIENT = 0
+    SERVER = 1
+
+
+class State(enum.IntEnum):
+    """Where a connection is in its life (RFC 6455 section 4 to 7).
+
+    CONNECTING belongs to the opening handshake; a :class:`Connection` starts OPEN. The two
+    closing states say who started the close handshake, and last until the TCP connection ends.
+    """
+
+    CONNECTING = 0
+    OPEN = 1
+    LOCAL_CLOSING = 2
+    REMOTE_CLOSING = 3
+    CLOSED = 4
+
+
+class _Trigger(enum.Enum):
+    SEND_CLOSE = "send close"
+    RECEIVE_CLOSE = "receive close"
+    RECEIVE_EOF = "receive eof"
+
+
+# Every state change, as data. A (state, trigger) pair not listed leaves the state as it is:
+# for example a close frame received in LOCAL_CLOSING completes the handshake but the state
+# stays LOCAL_CLOSING until the TCP connection ends.
+_TRANSITIONS: dict[tuple[State, _Trigger], State] = {
+    (State.OPEN, _Trigger.SEND_CLOSE): State.LOCAL_CLOSING,
+    (State.OPEN, _Trigger.RECEIVE_CLOSE): State.REMOTE_CLOSING,
+    (State.OPEN, _Trigger.RECEIVE_EOF): State.CLOSED,
+    (State.LOCAL_CLOSING, _Trigger.RECEIVE_EOF): State.CLOSED,
+    (State.REMOTE_CLOSING, _Trigger.RECEIVE_EOF): State.CLOSED,
+}
+
+
+class Ping(NamedTuple):
+    """A ping arrived. The pong that answers it is already queued."""
+
+    data: bytes
+
+
+class Pong(NamedTuple):
+    """A pong arrived."""
+
+    data: bytes
+
+
+class Close(NamedTuple):
+    """A close frame: its code (1005 when it had none) and reason."""
+
+    code: int
+    reason: str
+
+
+Event: TypeAlias = str | bytes | Ping | Pong | Close
+
+# The close reasons sent to a peer that broke the protocol: fixed phrases, because exception
+# text stays in the local log (see exceptions.py).
+_FAILURE_REASONS: dict[int, str] = {
+    CloseCode.PROTOCOL_ERROR: "protocol error",
+    CloseCode.INVALID_DATA: "invalid data",
+    CloseCode.MESSAGE_TOO_BIG: "message too big",
+}
+
+
+class Connection:
+    """The sans-I/O WebSocket protocol for one connection, after the opening handshake.
+
+    Args:
+        role: CLIENT masks what it sends and requires unmasked frames; SERVER the reverse.
+        deflate: The negotiated permessage-deflate extension, or None.
+        max_message_size: The largest message accepted, in bytes after decompression, or
+            None for no limit. A larger message fails the connection with 1009.
+        max_frame_size: The largest frame payload accepted, or None to bound frames by
+            ``max_message_size`` alone.
+        logger: Where state changes are logged at debug level.
+    """
+
+    __slots__ = (
+        "_closing_eof_sent",
+        "_compressed",
+        "_debug",
+        "_decoder",
+        "_deflate",
+        "_discarding",
+        "_events",
+        "_logger",
+        "_mask",
+        "_max_message_size",
+        "_message_opcode",
+        "_message_parts",
+        "_message_size",
+        "_out",
+        "_parser",
+        "_role",
+        "_send_compressed",
+        "_send_opcode",
+        "_state",
+        "close_rcvd",
+        "close_sent",
+        "failure",
+    )
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        deflate: PerMessageDeflate | None = None,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self._role = role
+        self._mask = role is Role.CLIENT
+        self._deflate = deflate
+        self._max_message_size = max_message_size
+        if max_frame_size is None and max_message_size is not None:
+            # A frame can never be longer than its message, except that compressed data may
+            # be a little longer than the original when it does not compress.
+            max_frame_size = max_message_size
+            if deflate is not None:
+                max_frame_size += (max_message_size >> 8) + 256
+        self._parser = FrameParser(
+            mask_required=role is Role.SERVER,
+            max_frame_size=max_frame_size,
+            allow_rsv1=deflate is not None,
+        )
+        self._logger = logger if logger is not None else _default_logger
+        self._debug = self._logger.isEnabledFor(logging.DEBUG)
+        self._state = State.OPEN
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        self._discarding = False
+        self._closing_eof_sent = False
+        # The incoming message in progress: its opcode (0 when none), parts and size.
+        self._message_opcode = 0
+        self._message_parts: list[Any] = []
+        self._message_size = 0
+        self._compressed = False
+        self._decoder: codecs.IncrementalDecoder | None = None
+        # The outgoing fragmented message in progress: its opcode (0 when none).
+        self._send_opcode = 0
+        self._send_compressed = False
+        #: The close frame received from the peer, or None.
+        self.close_rcvd: Close | None = None
+        #: The close frame sent to the peer, or None.
+        self.close_sent: Close | None = None
+        #: The protocol error that failed the connection, or None: for the local log.
+        self.failure: ProtocolError | None = None
+
+    # ---- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The connection's state (see :class:`State`)."""
+        return self._state
+
+    def _transition(self, trigger: _Trigger) -> None:
+        new_state = _TRANSITIONS.get((self._state, trigger), self._state)
+        if new_state is not self._state:
+            if self._debug:
+                self._logger.debug("= %s -> %s (%s)", self._state.name, new_state.name, trigger)
+            self._state = new_state
+
+    @property
+    def role(self) -> Role:
+        """CLIENT or SERVER."""
+        return self._role
+
+    @property
+    def close_code(self) -> int:
+        """The code of the peer's close frame: 1005 if it had none, 1006 if none arrived."""
+        return self.close_rcvd.code if self.close_rcvd is not None else 1006
+
+    @property
+    def close_reason(self) -> str:
+        """The reason in the peer's close frame ("" if none)."""
+        return self.close_rcvd.reason if self.close_rcvd is not None else ""
+
+    def close_exc(self) -> ConnectionClosed:
+        """Return the exception that describes how the connection closed.
+
+        ConnectionClosedOK when both sides closed with 1000 or 1001 (or the peer with no code),
+        ConnectionClosedError otherwise.
+        """
+        sent = self.close_sent
+        return ConnectionClosed.create(
+            self.close_code,
+            self.close_reason,
+            sent.code if sent is not None else None,
+            sent.reason if sent is not None else "",
+        )
+
+    def close_expected(self) -> bool:
+        """Tell whether the TCP connection is expected to end soon.
+
+        True once a close frame was sent or received (or the connection failed), until EOF.
+        After it turns True, the driver must arm a timeout and, when it fires, close the TCP
+        connection itself.
+        """
+        return self._state is State.LOCAL_CLOSING or self._state is State.REMOTE_CLOSING
+
+    # ---- receiving -----------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Receive bytes from the network.
+
+        After calling this, you must call :meth:`data_to_send` and write what it returns
+        (pongs, close replies), and you should call :meth:`events_received` and handle the
+        events. A protocol violation in ``data`` never raises: it queues a close frame with the
+        right code (1002, 1007, 1009), sets :attr:`failure`, and drops all further input.
+        """
+        if self._discarding:
+            return
+        parser = self._parser
+        frames = parser.feed(data)
+        events = self._events
+        max_size = self._max_message_size
+        for opcode, payload, fin, rsv1 in frames:
+            # The fast path: a whole, uncompressed message while no other message is open.
+            if fin and not rsv1 and not self._message_opcode:
+                if opcode == _TEXT:
+                    if max_size is not None and len(payload) > max_size:
+                        self._fail_with(PayloadTooBig(_too_big(len(payload), max_size)))
+                        return
+                    try:
+                        events.append(payload.decode())
+                    except UnicodeDecodeError:
+                        self._fail_with(ProtocolError("invalid UTF-8", CloseCode.INVALID_DATA))
+                        return
+                    continue
+                if opcode == _BINARY:
+                    if max_size is not None and len(payload) > max_size:
+                        self._fail_with(PayloadTooBig(_too_big(len(payload), max_size)))
+                        return
+                    events.append(payload)
+                    continue
+            if not self._handle_frame(opcode, payload, fin, rsv1):
+                return
+        if parser.error is not None:
+            self._fail_with(parser.error)
+
+    def _handle_frame(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> bool:
+        """Handle a frame off the fast path. Return False when no more frames may follow."""
+        if opcode >= _CLOSE:
+            return self._handle_control_frame(opcode, payload)
+        if opcode == _CONTINUATION:
+            if not self._message_opcode:
+                return self._fail_with(ProtocolError("continuation frame without a message"))
+            if rsv1:
+                return self._fail_with(ProtocolError("RSV1 set on a continuation frame"))
+        else:
+            if self._message_opcode:
+                return self._fail_with(ProtocolError("new message before the last one ended"))
+            self._message_opcode = opcode
+            self._message_size = 0
+            self._compressed = rsv1
+            self._message_parts = []
+            if opcode == _TEXT:
+                self._decoder = _utf8_decoder()
+        max_size = self._max_message_size
+        if self._compressed:
+            assert self._deflate is not None  # the parser rejects RSV1 without it
+            budget = None if max_size is None else max_size - self._message_size
+            try:
+                payload = self._deflate.decompress(payload, fin, budget)
+            except ProtocolError as exc:
+                return self._fail_with(exc)
+        self._message_size += len(payload)
+        if max_size is not None and self._message_size > max_size:
+            return self._fail_with(PayloadTooBig(_too_big(self._message_size, max_size)))
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                # Decoding each fragment as it arrives fails fast on invalid UTF-8 (RFC 6455
+                # section 8.1) and decodes every byte exactly once.
+                text = decoder.decode(payload, fin)
+            except UnicodeDecodeError:
+                return self._fail_with(ProtocolError("invalid UTF-8", CloseCode.INVALID_DATA))
+            self._message_parts.append(text)
+        else:
+            self._message_parts.append(payload)
+        if fin:
+            parts = self._message_parts
+            message: str | bytes = "".join(parts) if decoder is not None else b"".join(parts)
+            self._events.append(message)
+            self._message_opcode = 0
+            self._message_parts = []
+            self._decoder = None
+        return True
+
+    def _handle_control_frame(self, opcode: int, payload: bytes) -> bool:
+        if opcode == _PING:
+            self._events.append(Ping(payload))
+            if self._state is State.OPEN:
+                self._write(_PONG, payload, True, False)
+            return True
+        if opcode == _PONG:
+            self._events.append(Pong(payload))
+            return True
+        try:
+            code, reason = parse_close(payload)
+        except ProtocolError as exc:
+            return self._fail_with(exc)
+        self.close_rcvd = Close(code, reason)
+        self._events.append(self.close_rcvd)
+        if self._state is State.OPEN:
+            # RFC 6455 section 5.5.1: reply with a close frame, echoing the status code.
+            reply = code if code != CloseCode.NO_STATUS_RCVD else None
+            self._write(_CLOSE, serialize_close(reply), True, False)
+            self.close_sent = Close(code, "")
+        self._transition(_Trigger.RECEIVE_CLOSE)
+        # Both close frames are on their way; nothing after a close frame is processed. The
+        # server ends the TCP connection first (RFC 6455 section 7.1.1).
+        self._discarding = True
+        if self._role is Role.SERVER:
+            self._send_eof()
+        return False
+
+    def receive_eof(self) -> None:
+        """Receive the end of the TCP stream.
+
+        After calling this, you must call :meth:`data_to_send` (it may ask to close the TCP
+        connection) and you should call :meth:`events_received`. The state becomes CLOSED.
+        """
+        if self._state is State.CLOSED:
+            return
+        self._transition(_Trigger.RECEIVE_EOF)
+        self._discarding = True
+        self._send_eof()
+
+    def events_received(self) -> list[Event]:
+        """Return the events received since the last call, in order, and forget them."""
+        events = self._events
+        if not events:
+            return events
+        self._events = []
+        return events
+
+    # ---- sending -------------------------------------------------------------------------
+
+    def data_to_send(self) -> list[bytes]:
+        """Return the bytes to write since the last call, in order, and forget them.
+
+        An item equal to :data:`SEND_EOF` asks the driver to end the TCP connection: half-close
+        it (write_eof) where possible, else close it.
+        """
+        out = self._out
+        if not out:
+            return out
+        self._out = []
+        return out
+
+    def _write(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> None:
+        mask = generate_mask(4) if self._mask else None
+        self._out.append(serialize_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=mask))
+
+    def _send_data(self, opcode: int, payload: bytes, fin: bool) -> None:
+        if self._state is not State.OPEN:
+            raise InvalidState(f"cannot send a message: connection is {self._state.name}")
+        if opcode == _CONTINUATION:
+            if not self._send_opcode:
+                raise InvalidState("no fragmented message is in progress")
+            compressed = self._send_compressed
+            rsv1 = False
+        else:
+            if self._send_opcode:
+                raise InvalidState("a fragmented message is in progress: finish it first")
+            compressed = rsv1 = self._send_compressed = self._deflate is not None
+            self._send_opcode = opcode
+        if compressed:
+            assert self._deflate is not None
+            payload = self._deflate.compress(payload, fin)
+        if fin:
+            self._send_opcode = 0
+        self._write(opcode, payload, fin, rsv1)
+
+    def send_text(self, data: str | bytes, fin: bool = True) -> None:
+        """Send a text message, or the first frame of one when ``fin`` is False.
+
+        ``data`` is a str, or bytes already encoded in UTF-8 (not checked). After calling this,
+        you must call :meth:`data_to_send` and write what it returns.
+
+        Raises:
+            InvalidState: The connection is not OPEN, or a fragmented message is in progress.
+        """
+        self._send_data(_TEXT, data.encode() if isinstance(data, str) else data, fin)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> None:
+        """Send a binary message, or the first frame of one when ``fin`` is False.
+
+        After calling this, you must call :meth:`data_to_send` and write what it returns.
+
+        Raises:
+            InvalidState: The connection is not OPEN, or a fragmented message is in progress.
+        """
+        self._send_data(_BINARY, data if type(data) is bytes else bytes(data), fin)
+
+    def send_continuation(self, data: str | bytes, fin: bool) -> None:
+        """Send the next frame of the fragmented message started by send_text/send_binary.
+
+        After calling this, you must call :meth:`data_to_send` and write what it returns.
+
+        Raises:
+            InvalidState: The connection is not OPEN, or no fragmented message is in progress.
+        """
+        self._send_data(_CONTINUATION, data.encode() if isinstance(data, str) else data, fin)
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Send a ping (at most 125 bytes). The peer answers with a pong carrying ``data``.
+
+        After calling this, you must call :meth:`data_to_send` and write what it returns.
+
+        Raises:
+            InvalidState: The connection is not OPEN.
+            ValueError: ``data`` is longer than 125 bytes.
+        """
+        self._send_control(_PING, data)
+
+    def send_pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited pong (a unidirectional heartbeat, RFC 6455 section 5.5.3).
+
+        After calling this, you must call :meth:`data_to_send` and write what it returns.
+
+        Raises:
+            InvalidState: The connection is not OPEN.
+            ValueError: ``data`` is longer than 125 bytes.
+        """
+        self._send_control(_PONG, data)
+
+    def _send_control(self, opcode: int, data: bytes) -> None:
+        if self._state is not State.OPEN:
+            raise InvalidState(f"cannot send a control frame: connection is {self._state.name}")
+        if len(data) > 125:
+            raise ValueError("a control frame carries at most 125 bytes")
+        self._write(opcode, data, True, False)
+
+    def send_close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the close handshake (RFC 6455 section 7.1.2).
+
+        After calling this, you must call :meth:`data_to_send` and write what it returns, then
+        wait for the peer's close frame and the end of the TCP connection with a timeout
+        (:meth:`close_expected` is now True).
+
+        Args:
+            code: A close code that may be sent (1000-1003, 1007-1014, 3000-4999), or None to
+                send a close frame without a code.
+            reason: Why, at most 123 bytes in UTF-8; requires a code.
+
+        Raises:
+            InvalidState: The connection is not OPEN.
+            ValueError: The code may not be sent, or the reason is too long.
+        """
+        if self._state is not State.OPEN:
+            raise InvalidState(f"cannot close: connection is {self._state.name}")
+        if code is not None and not is_valid_close_code(code):
+            raise ValueError(f"close code {code} may not be sent")
+        try:
+            payload = serialize_close(code, reason)
+        except ProtocolError as exc:
+            raise ValueError(str(exc)) from None
+        self.close_sent = Close(CloseCode.NO_STATUS_RCVD if code is None else code, reason)
+        self._write(_CLOSE, payload, True, False)
+        self._transition(_Trigger.SEND_CLOSE)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection (RFC 6455 section 7.1.7): send a close frame, drop all input.
+
+        A server also asks to end the TCP connection at once; a client waits for the server to
+        do it (with a timeout, :meth:`close_expected` is True). After calling this, you must
+        call :meth:`data_to_send` and write what it returns.
+        """
+        if self._state is State.OPEN:
+            self.close_sent = Close(code, reason)
+            self._write(_CLOSE, serialize_close(code, reason), True, False)
+            self._transition(_Trigger.SEND_CLOSE)
+        self._discarding = True
+        if self._role is Role.SERVER:
+            self._send_eof()
+
+    def _fail_with(self, exc: ProtocolError) -> bool:
+        """Fail the connection because the peer broke the protocol. Always returns False."""
+        self.failure = exc
+        if self._debug:
+            self._logger.debug("! failing the connection: %s", exc)
+        self.fail(exc.code, _FAILURE_REASONS.get(exc.code, ""))
+        return False
+
+    def _send_eof(self) -> None:
+        if not self._closing_eof_sent:
+            self._closing_eof_sent = True
+            self._out.append(SEND_EOF)
+
+
+def _too_big(size: int, limit: int) -> str:
+    return f"message of at least {size} bytes exceeds the limit of {limit} bytes"

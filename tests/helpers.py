@@ -1,0 +1,53 @@
+"""Helpers shared by the test suite: one time unit, and a real echo server in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["TIMEOUT_FACTOR", "echo_server_process", "seconds"]
+
+# Every timeout in the tests derives from this factor, so a slow CI machine can scale them all
+# at once (FULLDUPLEX_TESTS_TIMEOUT_FACTOR=5) instead of flaking.
+TIMEOUT_FACTOR = float(os.environ.get("FULLDUPLEX_TESTS_TIMEOUT_FACTOR", "1"))
+
+
+def seconds(value: float) -> float:
+    """Scale a timeout, in seconds, by FULLDUPLEX_TESTS_TIMEOUT_FACTOR."""
+    return value * TIMEOUT_FACTOR
+
+
+_URL_LINE = re.compile(rb"(wss?://[^\s]+)")
+
+
+@contextmanager
+def echo_server_process(*args: str) -> Iterator[str]:
+    """Run ``python -m fullduplex echo --port 0 ARGS`` and yield its ws:// URL; stop it after.
+
+    The server prints its URL on its first line of standard output.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fullduplex", "echo", "--host", "127.0.0.1", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = _URL_LINE.search(line)
+        if match is None:
+            proc.kill()
+            _, err = proc.communicate(timeout=seconds(10))
+            raise RuntimeError(f"echo server did not print its URL: {line!r} {err.decode()}")
+        yield match.group(1).decode().rstrip("/")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=seconds(10))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,921 @@
+"""RFC 6455 section 4: the opening handshake, sans-I/O, on top of h11.
+
+h11 parses and writes the HTTP/1.1 messages (it is sans-I/O and bounds what it buffers); this
+module adds the WebSocket rules: building the client's request, validating it on the server
+(section 4.2.1), answering with 101 or with an error response, and validating the 101 on the
+client (section 4.1). Subprotocols are chosen here; extensions are parsed by
+:mod:`~fullduplex.protocol.extensions` and negotiated by :mod:`~fullduplex.protocol.deflate`.
+
+Server::
+
+    handshake = ServerHandshake(subprotocols=["chat"])
+    request = handshake.receive_data(data)         # None until the request head is complete
+    try:
+        response = handshake.accept(request)
+    except InvalidHandshake as exc:
+        response = handshake.reject_for(exc)       # 400 / 405 / 426 with a one-line reason
+    transport.write(handshake.serialize(response))
+    # on 101: Connection(Role.SERVER, deflate=handshake.deflate_extension)
+    #         .receive_data(handshake.trailing_data)
+
+Client::
+
+    handshake = ClientHandshake("example.com", "/chat")
+    transport.write(handshake.request_bytes())
+    response = handshake.receive_data(data)        # None until the response head is complete
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+
+import h11
+
+from .. import __version__
+from ..exceptions import (
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidRequest,
+    InvalidResponse,
+    InvalidState,
+    InvalidStatus,
+    InvalidVersion,
+    NegotiationError,
+    SecurityError,
+)
+from .deflate import (
+    EXTENSION_NAME,
+    DeflateOptions,
+    PerMessageDeflate,
+    client_accept,
+    client_offer_header,
+    server_negotiate,
+)
+from .extensions import is_token, parse_extensions
+
+__all__ = [
+    "GUID",
+    "USER_AGENT",
+    "ClientHandshake",
+    "Headers",
+    "Request",
+    "Response",
+    "ServerHandshake",
+    "accept_key",
+    "generate_key",
+]
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+"""RFC 6455 section 1.3: the string appended to the key to compute Sec-WebSocket-Accept."""
+
+USER_AGENT = f"Python/{sys.version_info.major}.{sys.version_info.minor} fullduplex/{__version__}"
+"""The default User-Agent of a client."""
+
+_VERSION = "13"
+_KEY_BYTES = 16
+
+
+def generate_key() -> str:
+    """Return a new Sec-WebSocket-Key: base64 of 16 random bytes (RFC 6455 section 4.1)."""
+    return base64.b64encode(os.urandom(_KEY_BYTES)).decode("ascii")
+
+
+def accept_key(key: str) -> str:
+    """Return the Sec-WebSocket-Accept value answering ``key`` (RFC 6455 section 4.2.2).
+
+    Args:
+        key: The client's Sec-WebSocket-Key, as sent.
+
+    Returns:
+        base64(SHA-1(key + GUID)).
+    """
+    digest = hashlib.sha1((key + GUID).encode("ascii"), usedforsecurity=False).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+class Headers(MutableMapping[str, str]):
+    """HTTP header fields: a case-insensitive multi-map of ``str`` to ``str``.
+
+    Names compare case-insensitively; the order and case of fields as received or added are
+    kept by :meth:`raw_items`, which is what goes on the wire.
+
+    * ``headers[name]`` is the value of a field present once. A field present several times
+      yields its values joined with ", ", which RFC 9110 section 5.3 defines as equivalent
+      for list-based fields; use :meth:`get_all` to see each line. A missing field raises
+      KeyError.
+    * ``headers[name] = value`` replaces every line of that field; :meth:`add` appends one.
+    * Iteration yields each distinct name once, in lower case.
+
+    Args:
+        items: Initial fields: ``(name, value)`` pairs, a mapping, or another Headers.
+    """
+
+    __slots__ = ("_index", "_items")
+
+    def __init__(
+        self, items: Iterable[tuple[str, str]] | Mapping[str, str] | Headers = (), /
+    ) -> None:
+        self._items: list[tuple[str, str]] = []
+        self._index: dict[str, list[str]] = {}
+        if isinstance(items, Headers):
+            items = items.raw_items()
+        elif isinstance(items, Mapping):
+            items = items.items()
+        for name, value in items:
+            self.add(name, value)
+
+    def __getitem__(self, name: str) -> str:
+        values = self._index[name.lower()]
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def __setitem__(self, name: str, value: str) -> None:
+        if name.lower() in self._index:
+            del self[name]
+        self.add(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        key = name.lower()
+        del self._index[key]
+        self._items = [item for item in self._items if item[0].lower() != key]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return self._index == other._index
+        if isinstance(other, Mapping):
+            return dict(self.items()) == {k.lower(): v for k, v in other.items()}
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+    def add(self, name: str, value: str) -> None:
+        """Append one field, keeping any other lines of the same name."""
+        self._items.append((name, value))
+        values = self._index.get(key := name.lower())
+        if values is None:
+            self._index[key] = [value]
+        else:
+            values.append(value)
+
+    def _values(self, key: str) -> Sequence[str]:
+        # The stored list itself, for read-only use inside this module: no copy on hot paths.
+        return self._index.get(key, _NO_VALUES)
+
+    def get_all(self, name: str) -> list[str]:
+        """Return the value of every line of field ``name``, in order ([] if absent)."""
+        return list(self._index.get(name.lower(), ()))
+
+    def raw_items(self) -> list[tuple[str, str]]:
+        """Return every field as ``(name, value)``, in order, with names as given."""
+        return list(self._items)
+
+    def copy(self) -> Headers:
+        """Return an independent copy."""
+        return Headers(self._items)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An HTTP request: the client's opening handshake.
+
+    Attributes:
+        method: The method, e.g. "GET".
+        path: The request target, e.g. "/chat?room=1".
+        headers: The header fields.
+        http_version: "1.1" or "1.0".
+    """
+
+    method: str
+    path: str
+    headers: Headers
+    http_version: str = "1.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An HTTP response: the server's answer to the opening handshake.
+
+    Attributes:
+        status: The status code: 101 to accept, anything else rejects.
+        reason: The reason phrase.
+        headers: The header fields.
+        body: The body (empty for 101).
+    """
+
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes = b""
+
+
+_NO_VALUES: tuple[str, ...] = ()
+
+
+def _tokens(values: Iterable[str]) -> list[str]:
+    """Split comma-separated list values (across header lines) into stripped, non-empty items."""
+    return [
+        item for value in values for item in (part.strip() for part in value.split(",")) if item
+    ]
+
+
+def _has_token(values: Sequence[str], token: str) -> bool:
+    """Return True if the comma-separated lists ``values`` include ``token`` (lower case)."""
+    for value in values:
+        if value.lower() == token:  # the usual single-item header, without splitting
+            return True
+    return any(item.lower() == token for item in _tokens(values))
+
+
+def _shown(value: str) -> str:
+    # Values are quoted in messages that may be sent to the peer: repr() keeps them on one
+    # line and the cut keeps the response small.
+    return repr(value if len(value) <= 80 else value[:80] + "...")
+
+
+def _headers_from_h11(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+    headers = Headers()
+    add = headers.add
+    for name, value in raw:
+        # Names are tokens (ASCII, h11 checked); values may hold obs-text, which latin-1
+        # decodes without failing, as RFC 9110 section 5.5 suggests.
+        add(name.decode("ascii"), value.decode("latin-1"))
+    return headers
+
+
+def _h11_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("ascii"), value.encode("latin-1")) for name, value in headers.raw_items()]
+
+
+def _subprotocols_of(headers: Headers) -> list[str]:
+    """Parse Sec-WebSocket-Protocol (RFC 6455 section 11.3.4: 1#token) across its lines."""
+    protocols = _tokens(headers._values("sec-websocket-protocol"))
+    for protocol in protocols:
+        if not is_token(protocol):
+            raise NegotiationError(f"invalid Sec-WebSocket-Protocol header: {_shown(protocol)}")
+    return protocols
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+class ServerHandshake:
+    """The server side of the opening handshake, sans-I/O.
+
+    Feed the bytes read from the socket to :meth:`receive_data` until it returns the
+    :class:`Request`; answer it with :meth:`accept` (or :meth:`reject`, or :meth:`reject_for`
+    the exception any step raised), then write :meth:`serialize` of the response. After a
+    101, :attr:`trailing_data` holds the bytes that followed the request head: feed them to
+    the connection first.
+
+    Args:
+        subprotocols: The subprotocols this server supports, in its order of preference.
+        select_subprotocol: Called as ``select_subprotocol(request, offered)`` to choose a
+            subprotocol among those the client offered, instead of the preference order. It
+            returns one of ``offered`` or None, and may raise NegotiationError to refuse.
+        deflate: permessage-deflate limits, or None to never accept compression.
+        max_header_size: The most bytes the request head may take (431 beyond).
+        max_header_count: The most header fields the request may have (431 beyond).
+
+    Attributes:
+        request: The request, once complete.
+        trailing_data: The bytes received after the request head.
+        subprotocol: The negotiated subprotocol, after :meth:`accept`.
+        deflate_extension: The negotiated compression, after :meth:`accept`, or None.
+    """
+
+    __slots__ = (
+        "_deflate",
+        "_h11",
+        "_received",
+        "_select_subprotocol",
+        "_subprotocols",
+        "deflate_extension",
+        "max_header_count",
+        "max_header_size",
+        "request",
+        "subprotocol",
+        "trailing_data",
+    )
+
+    def __init__(
+        self,
+        *,
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: Callable[[Request, Sequence[str]], str | None] | None = None,
+        deflate: DeflateOptions | None = DeflateOptions(),  # noqa: B008 - frozen, immutable
+        max_header_size: int = 16384,
+        max_header_count: int = 128,
+    ) -> None:
+        self._subprotocols = list(subprotocols or ())
+        self._select_subprotocol = select_subprotocol
+        self._deflate = deflate
+        self.max_header_size = max_header_size
+        self.max_header_count = max_header_count
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+        self._received = 0
+        self.request: Request | None = None
+        self.trailing_data = b""
+        self.subprotocol: str | None = None
+        self.deflate_extension: PerMessageDeflate | None = None
+
+    def receive_data(self, data: bytes) -> Request | None:
+        """Receive bytes from the network.
+
+        After calling this method, if it returned a request, answer it: call :meth:`accept`
+        and :meth:`serialize`, and write the bytes. Data received after the request head
+        (now or in later calls) accumulates in :attr:`trailing_data`.
+
+        Args:
+            data: The bytes read.
+
+        Returns:
+            The request, once its head is complete (exactly once); None before and after.
+
+        Raises:
+            InvalidMessage: If the bytes are not a valid HTTP/1.1 request head, or the
+                request has a body.
+            SecurityError: If the head exceeds ``max_header_size`` bytes or
+                ``max_header_count`` fields.
+        """
+        if self.request is not None:
+            self.trailing_data += data
+            return None
+        if not data:  # h11 would take b"" for the end of the stream
+            return None
+        conn = self._h11
+        conn.receive_data(data)
+        self._received += len(data)
+        event = self._next_event()
+        if event is h11.NEED_DATA:
+            return None
+        if not isinstance(event, h11.Request):  # pragma: no cover - h11 yields a Request first
+            raise InvalidMessage(f"unexpected HTTP event: {event!r}")
+        trailing = conn.trailing_data[0]
+        # h11 only bounds a head that arrives in pieces; a head read at once is measured here.
+        head_size = self._received - len(trailing)
+        if head_size > self.max_header_size:
+            raise SecurityError(f"request head is too large ({head_size} bytes)")
+        if len(event.headers) > self.max_header_count:
+            raise SecurityError(f"too many header fields ({len(event.headers)})")
+        headers = _headers_from_h11(event.headers.raw_items())
+        # An opening handshake has no body; refusing one keeps trailing_data exactly the
+        # bytes after the head (some clients send "Content-Length: 0", which is harmless).
+        if "Transfer-Encoding" in headers:
+            raise InvalidMessage("a request body is not allowed in an opening handshake")
+        if headers.get("Content-Length", "0") != "0":
+            raise InvalidMessage("a request body is not allowed in an opening handshake")
+        request = Request(
+            method=event.method.decode("ascii"),
+            path=event.target.decode("latin-1"),
+            headers=headers,
+            http_version=event.http_version.decode("ascii"),
+        )
+        self.request = request
+        self.trailing_data = trailing
+        return request
+
+    def receive_eof(self) -> None:
+        """Receive the end of the stream from the network.
+
+        After calling this method, close the connection: there is no one to answer.
+
+        Raises:
+            InvalidMessage: If the request was not complete yet.
+        """
+        if self.request is not None:
+            return
+        if self._received == 0:
+            raise InvalidMessage("connection closed before a request was sent")
+        raise InvalidMessage("connection closed before the request was complete")
+
+    def _next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        try:
+            return self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            # h11 flags an oversized incomplete head with status 431.
+            if exc.error_status_hint == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE:
+                raise SecurityError(
+                    f"request head is larger than {self.max_header_size} bytes"
+                ) from exc
+            raise InvalidMessage(f"invalid HTTP request: {exc}") from exc
+
+    def accept(
+        self, request: Request, *, extra_headers: Iterable[tuple[str, str]] = ()
+    ) -> Response:
+        """Validate the opening handshake request and build the 101 response.
+
+        The checks follow RFC 6455 section 4.2.1, in order; the first failure raises. Then
+        the subprotocol and the extensions are negotiated, and :attr:`subprotocol` and
+        :attr:`deflate_extension` are set.
+
+        Args:
+            request: The request returned by :meth:`receive_data` (or built by the caller).
+            extra_headers: Header fields to add to the response.
+
+        Returns:
+            The 101 Switching Protocols response. Write :meth:`serialize` of it.
+
+        Raises:
+            InvalidRequest: Method not GET (405), HTTP version before 1.1, missing Host, bad
+                Sec-WebSocket-Key (400), Upgrade or Connection without the websocket upgrade
+                (426).
+            InvalidVersion: Sec-WebSocket-Version is not 13 (426).
+            NegotiationError: Malformed Sec-WebSocket-Protocol or Sec-WebSocket-Extensions,
+                or select_subprotocol refused (400).
+        """
+        headers = request.headers
+        if request.method != "GET":
+            raise InvalidRequest(f"method must be GET, got {_shown(request.method)}", 405)
+        major, _, minor = request.http_version.partition(".")
+        if not (major.isdigit() and minor.isdigit() and (int(major), int(minor)) >= (1, 1)):
+            raise InvalidRequest(
+                f"HTTP/1.1 or later is required, got {_shown('HTTP/' + request.http_version)}"
+            )
+        hosts = headers._values("host")
+        if not hosts:
+            raise InvalidRequest("missing Host header")
+        if len(hosts) > 1:
+            raise InvalidRequest("more than one Host header")
+
+        upgrade = headers._values("upgrade")
+        if not upgrade:
+            raise InvalidRequest("missing Upgrade header", 426)
+        if not _has_token(upgrade, "websocket"):
+            raise InvalidRequest(
+                f"Upgrade header must include websocket, got {_shown(', '.join(upgrade))}", 426
+            )
+        connection = headers._values("connection")
+        if not connection:
+            raise InvalidRequest("missing Connection header", 426)
+        if not _has_token(connection, "upgrade"):
+            raise InvalidRequest(
+                f"Connection header must include upgrade, got {_shown(', '.join(connection))}",
+                426,
+            )
+
+        keys = headers._values("sec-websocket-key")
+        if not keys:
+            raise InvalidRequest("missing Sec-WebSocket-Key header")
+        if len(keys) > 1:
+            raise InvalidRequest("more than one Sec-WebSocket-Key header")
+        key = keys[0]
+        try:
+            raw_key = base64.b64decode(key.encode("latin-1"), validate=True)
+        except binascii.Error:
+            raw_key = b""
+        if len(raw_key) != _KEY_BYTES:
+            raise InvalidRequest(f"Sec-WebSocket-Key must be base64 of 16 bytes, got {_shown(key)}")
+
+        versions = headers._values("sec-websocket-version")
+        if not versions:
+            raise InvalidVersion("missing Sec-WebSocket-Version header")
+        if len(versions) != 1 or versions[0] != _VERSION:
+            raise InvalidVersion(
+                f"Sec-WebSocket-Version must be 13, got {_shown(', '.join(versions))}"
+            )
+
+        subprotocol = self._choose_subprotocol(request)
+        extension = None
+        deflate_extension = None
+        if self._deflate is not None:
+            accepted = server_negotiate(headers._values("sec-websocket-extensions"), self._deflate)
+            if accepted is not None:
+                extension, deflate_extension = accepted
+
+        response_headers = Headers()
+        response_headers.add("Upgrade", "websocket")
+        response_headers.add("Connection", "Upgrade")
+        response_headers.add("Sec-WebSocket-Accept", accept_key(key))
+        if subprotocol is not None:
+            response_headers.add("Sec-WebSocket-Protocol", subprotocol)
+        if extension is not None:
+            response_headers.add("Sec-WebSocket-Extensions", extension)
+        for name, value in extra_headers:
+            response_headers.add(name, value)
+        self.subprotocol = subprotocol
+        self.deflate_extension = deflate_extension
+        return Response(101, "Switching Protocols", response_headers)
+
+    def _choose_subprotocol(self, request: Request) -> str | None:
+        offered = _subprotocols_of(request.headers)
+        if self._select_subprotocol is not None:
+            chosen = self._select_subprotocol(request, offered)
+            if chosen is not None and chosen not in offered:
+                raise NegotiationError(f"subprotocol {_shown(chosen)} was not offered")
+            return chosen
+        # RFC 6455 section 4.2.2: with no common subprotocol the server answers without one,
+        # and the client decides whether to go on.
+        for subprotocol in self._subprotocols:
+            if subprotocol in offered:
+                return subprotocol
+        return None
+
+    def reject(
+        self,
+        status: int,
+        body: str | bytes,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Response:
+        """Build an HTTP response that refuses the upgrade.
+
+        Args:
+            status: The status code (not 101).
+            body: The body; a str is encoded as UTF-8 and, unless ``headers`` set one, sent
+                with ``Content-Type: text/plain; charset=utf-8``.
+            headers: More header fields.
+
+        Returns:
+            The response, with ``Connection: close``. Write :meth:`serialize` of it, then
+            close the connection.
+        """
+        response_headers = Headers(headers)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+            if "Content-Type" not in response_headers:
+                response_headers.add("Content-Type", "text/plain; charset=utf-8")
+        if not _has_token(response_headers.get_all("Connection"), "close"):
+            response_headers.add("Connection", "close")
+        return Response(status, _reason(status), response_headers, body)
+
+    def reject_for(self, exc: InvalidHandshake) -> Response:
+        """Build the error response for a failed handshake.
+
+        Args:
+            exc: What :meth:`receive_data` or :meth:`accept` raised.
+
+        Returns:
+            A response with ``exc.status`` and a one-line plain-text body naming the problem.
+            426 carries ``Upgrade: websocket`` (RFC 9110 section 15.5.22) and, for a version
+            mismatch, ``Sec-WebSocket-Version: 13`` (RFC 6455 section 4.4); 405 carries
+            ``Allow: GET``.
+        """
+        status = exc.status
+        headers: list[tuple[str, str]] = []
+        if status == HTTPStatus.UPGRADE_REQUIRED:
+            headers.append(("Upgrade", "websocket"))
+            # RFC 9110 section 7.8: whoever sends Upgrade also lists it in Connection.
+            headers.append(("Connection", "Upgrade, close"))
+            if isinstance(exc, InvalidVersion):
+                headers.append(("Sec-WebSocket-Version", _VERSION))
+        elif status == HTTPStatus.METHOD_NOT_ALLOWED:
+            headers.append(("Allow", "GET"))
+        return self.reject(
+            status, f"Failed to open a WebSocket connection: {exc}.\n", headers=headers
+        )
+
+    def serialize(self, response: Response) -> bytes:
+        """Return the bytes of ``response``, written by h11.
+
+        Args:
+            response: From :meth:`accept`, :meth:`reject` or :meth:`reject_for`. A 101 is
+                written as an informational response; any other status with its body and
+                a Content-Length.
+
+        Returns:
+            The bytes to write. After a 101 the connection speaks WebSocket; after anything
+            else, close it once written.
+
+        Raises:
+            InvalidState: If h11 refuses the response here, e.g. a second response, or a
+                101 to a request that did not ask for an upgrade.
+        """
+        conn = self._h11
+        try:
+            if response.status == HTTPStatus.SWITCHING_PROTOCOLS:
+                return conn.send(
+                    h11.InformationalResponse(
+                        status_code=response.status,
+                        headers=_h11_headers(response.headers),
+                        reason=response.reason.encode("latin-1"),
+                    )
+                )
+            headers = response.headers.copy()
+            headers["Content-Length"] = str(len(response.body))
+            data = conn.send(
+                h11.Response(
+                    status_code=response.status,
+                    headers=_h11_headers(headers),
+                    reason=response.reason.encode("latin-1"),
+                )
+            )
+            if response.body:
+                data += conn.send(h11.Data(data=response.body))
+            return data + conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            raise InvalidState(f"cannot send this response: {exc}") from exc
+
+
+class ClientHandshake:
+    """The client side of the opening handshake, sans-I/O.
+
+    Write :meth:`request_bytes`, then feed the bytes read from the socket to
+    :meth:`receive_data` until it returns the 101 :class:`Response` (or raises). Then
+    :attr:`trailing_data` holds the bytes that followed the response head: feed them to the
+    connection first.
+
+    Args:
+        host: The Host header: the server's host name, with ":port" unless the port is the
+            scheme's default.
+        resource: The request target: path and query, e.g. "/chat?room=1".
+        origin: The Origin header, or None to omit it.
+        subprotocols: The subprotocols to offer, in order of preference.
+        deflate: permessage-deflate options to offer, or None to offer no compression.
+        extra_headers: More header fields for the request.
+        user_agent: The User-Agent header, or None to omit it.
+        max_header_size: The most bytes the response head may take.
+        max_header_count: The most header fields the response may have.
+        max_body_size: The most bytes of an error response's body kept for
+            :class:`~fullduplex.exceptions.InvalidStatus` (the rest is dropped).
+
+    Attributes:
+        key: The Sec-WebSocket-Key sent.
+        request: The request sent.
+        response: The 101 response, once received and valid.
+        trailing_data: The bytes received after the response head.
+        subprotocol: The subprotocol the server chose, or None.
+        deflate_extension: The negotiated compression, or None.
+    """
+
+    __slots__ = (
+        "_body",
+        "_body_until_eof",
+        "_deflate",
+        "_h11",
+        "_received",
+        "_rejection",
+        "_request_bytes",
+        "_subprotocols",
+        "deflate_extension",
+        "key",
+        "max_body_size",
+        "max_header_count",
+        "max_header_size",
+        "request",
+        "response",
+        "subprotocol",
+        "trailing_data",
+    )
+
+    def __init__(
+        self,
+        host: str,
+        resource: str,
+        *,
+        origin: str | None = None,
+        subprotocols: Sequence[str] | None = None,
+        deflate: DeflateOptions | None = DeflateOptions(),  # noqa: B008 - frozen, immutable
+        extra_headers: Iterable[tuple[str, str]] = (),
+        user_agent: str | None = USER_AGENT,
+        max_header_size: int = 16384,
+        max_header_count: int = 128,
+        max_body_size: int = 65536,
+    ) -> None:
+        self._subprotocols = list(subprotocols or ())
+        for subprotocol in self._subprotocols:
+            if not is_token(subprotocol):
+                raise ValueError(f"subprotocol is not a token: {subprotocol!r}")
+        self._deflate = deflate
+        self.max_header_size = max_header_size
+        self.max_header_count = max_header_count
+        self.max_body_size = max_body_size
+        self.key = generate_key()
+        headers = Headers()
+        headers.add("Host", host)
+        headers.add("Upgrade", "websocket")
+        headers.add("Connection", "Upgrade")
+        headers.add("Sec-WebSocket-Key", self.key)
+        headers.add("Sec-WebSocket-Version", _VERSION)
+        if origin is not None:
+            headers.add("Origin", origin)
+        if deflate is not None:
+            headers.add("Sec-WebSocket-Extensions", client_offer_header(deflate))
+        if self._subprotocols:
+            headers.add("Sec-WebSocket-Protocol", ", ".join(self._subprotocols))
+        if user_agent is not None:
+            headers.add("User-Agent", user_agent)
+        for name, value in extra_headers:
+            headers.add(name, value)
+        self.request = Request("GET", resource, headers)
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_size)
+        self._request_bytes: bytes | None = None
+        self._received = 0
+        self._rejection: Response | None = None
+        self._body = bytearray()
+        self._body_until_eof = False
+        self.response: Response | None = None
+        self.trailing_data = b""
+        self.subprotocol: str | None = None
+        self.deflate_extension: PerMessageDeflate | None = None
+
+    def request_bytes(self) -> bytes:
+        """Return the bytes of the opening handshake request (the same bytes every call).
+
+        After calling this method, write the bytes, then feed the response to
+        :meth:`receive_data`.
+
+        Raises:
+            ValueError: If a header or the resource holds characters HTTP does not allow
+                (h11 checks them), e.g. a line break in an extra header's value.
+        """
+        if self._request_bytes is None:
+            conn = self._h11
+            try:
+                event = h11.Request(
+                    method=b"GET",
+                    target=self.request.path.encode("latin-1"),
+                    headers=_h11_headers(self.request.headers),
+                )
+            except h11.LocalProtocolError as exc:
+                raise ValueError(f"invalid opening handshake request: {exc}") from exc
+            self._request_bytes = conn.send(event) + conn.send(h11.EndOfMessage())
+        return self._request_bytes
+
+    def receive_data(self, data: bytes) -> Response | None:
+        """Receive bytes from the network.
+
+        After calling this method, if it returned the response, the handshake succeeded:
+        start the connection with :attr:`deflate_extension` and feed it
+        :attr:`trailing_data`. Data received after the response head (now or in later
+        calls) accumulates in :attr:`trailing_data`.
+
+        Args:
+            data: The bytes read.
+
+        Returns:
+            The 101 response, once its head is complete and valid (exactly once); None
+            before and after.
+
+        Raises:
+            InvalidStatus: The server answered with another status; raised once the body is
+                complete (or ``max_body_size`` is reached), with the status, headers and body.
+                A body without Content-Length or chunked coding ends with the connection:
+                then it is raised at once, with the part of the body received so far.
+            InvalidResponse: The 101 lacks the websocket Upgrade, the upgrade Connection
+                option, or the right Sec-WebSocket-Accept.
+            NegotiationError: The 101 selects a subprotocol or extension that was not
+                offered, or more than one subprotocol.
+            InvalidMessage: The bytes are not a valid HTTP/1.1 response.
+            SecurityError: The head exceeds ``max_header_size`` or ``max_header_count``.
+            InvalidState: :meth:`request_bytes` was not called first.
+        """
+        if self.response is not None:
+            self.trailing_data += data
+            return None
+        if self._request_bytes is None:
+            raise InvalidState("call request_bytes() before receive_data()")
+        if not data:  # h11 would take b"" for the end of the stream
+            return None
+        self._h11.receive_data(data)
+        self._received += len(data)
+        return self._process()
+
+    def receive_eof(self) -> None:
+        """Receive the end of the stream from the network.
+
+        After calling this method, close the connection.
+
+        Raises:
+            InvalidStatus: An error response's body was cut short by the end of the stream.
+            InvalidMessage: The response head was not complete.
+        """
+        if self.response is not None:
+            return
+        if self._request_bytes is None:
+            raise InvalidState("call request_bytes() before receive_eof()")
+        self._h11.receive_data(b"")
+        self._process()
+
+    def _process(self) -> Response | None:
+        conn = self._h11
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                if exc.error_status_hint == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE:
+                    raise SecurityError(
+                        f"response head is larger than {self.max_header_size} bytes"
+                    ) from exc
+                if self._rejection is not None:  # the error response's body was cut short
+                    raise self._invalid_status() from exc
+                raise InvalidMessage(f"invalid HTTP response: {exc}") from exc
+            if event is h11.NEED_DATA:
+                if self._rejection is not None and self._body_until_eof:
+                    # A body delimited by the end of the connection: a server that keeps
+                    # the connection open would make the client wait for its open timeout,
+                    # so report the status now, with the part of the body already here.
+                    raise self._invalid_status()
+                return None
+            if isinstance(event, h11.InformationalResponse):
+                if event.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
+                    continue  # an interim response such as 100 Continue: the real one follows
+                trailing = conn.trailing_data[0]
+                response = self._response_from(event, len(trailing))
+                self._validate(response)
+                self.response = response
+                self.trailing_data = trailing
+                return response
+            if isinstance(event, h11.Response):
+                self._rejection = rejection = self._response_from(event, len(conn.trailing_data[0]))
+                self._body_until_eof = (
+                    "content-length" not in rejection.headers
+                    and "transfer-encoding" not in rejection.headers
+                )
+            elif isinstance(event, h11.Data):
+                self._body += event.data
+                if len(self._body) >= self.max_body_size:
+                    raise self._invalid_status()
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                raise self._invalid_status()
+            else:  # pragma: no cover - h11 pauses only after a 101 or the end of a message
+                raise InvalidMessage(f"unexpected HTTP event: {event!r}")
+
+    def _response_from(
+        self, event: h11.InformationalResponse | h11.Response, trailing_size: int
+    ) -> Response:
+        head_size = self._received - trailing_size
+        if head_size > self.max_header_size:
+            raise SecurityError(f"response head is too large ({head_size} bytes)")
+        if len(event.headers) > self.max_header_count:
+            raise SecurityError(f"too many header fields ({len(event.headers)})")
+        return Response(
+            event.status_code,
+            event.reason.decode("latin-1"),
+            _headers_from_h11(event.headers.raw_items()),
+        )
+
+    def _invalid_status(self) -> InvalidStatus:
+        rejection = self._rejection
+        assert rejection is not None
+        body = bytes(self._body[: self.max_body_size])
+        return InvalidStatus(rejection.status, rejection.headers.raw_items(), body)
+
+    def _validate(self, response: Response) -> None:
+        """Apply RFC 6455 section 4.1's checks to a 101 response, in the RFC's order."""
+        headers = response.headers
+        upgrade = headers._values("upgrade")
+        if not upgrade:
+            raise InvalidResponse("missing Upgrade header")
+        if [item.lower() for item in _tokens(upgrade)] != ["websocket"]:
+            raise InvalidResponse(
+                f"Upgrade header must be websocket, got {_shown(', '.join(upgrade))}"
+            )
+        connection = headers._values("connection")
+        if not connection:
+            raise InvalidResponse("missing Connection header")
+        if not _has_token(connection, "upgrade"):
+            raise InvalidResponse(
+                f"Connection header must include upgrade, got {_shown(', '.join(connection))}"
+            )
+        accepts = headers._values("sec-websocket-accept")
+        if not accepts:
+            raise InvalidResponse("missing Sec-WebSocket-Accept header")
+        if len(accepts) > 1:
+            raise InvalidResponse("more than one Sec-WebSocket-Accept header")
+        if accepts[0] != accept_key(self.key):
+            raise InvalidResponse(
+                f"Sec-WebSocket-Accept does not match the key: {_shown(accepts[0])}"
+            )
+
+        deflate_extension = None
+        for name, params in parse_extensions(headers._values("sec-websocket-extensions")):
+            if name != EXTENSION_NAME or self._deflate is None:
+                raise NegotiationError(f"server accepted extension {name}, which was not offered")
+            if deflate_extension is not None:
+                raise NegotiationError("server accepted permessage-deflate more than once")
+            deflate_extension = client_accept(params, self._deflate)
+
+        subprotocols = _subprotocols_of(headers)
+        if len(subprotocols) > 1:
+            raise NegotiationError(
+                f"server chose more than one subprotocol: {_shown(', '.join(subprotocols))}"
+            )
+        if subprotocols and subprotocols[0] not in self._subprotocols:
+            raise NegotiationError(
+                f"server chose subprotocol {_shown(subprotocols[0])}, which was not offered"
+            )
+        # Set only once every check passed, so a refused response leaves no half-state.
+        self.subprotocol = subprotocols[0] if subprotocols else None
+        self.deflate_extension = deflate_extension

@@ -53,7 +53,7 @@ __all__ = [
 _PROTOCOL_ERROR = 1002
 _MESSAGE_TOO_BIG = 1009
 _INTERNAL_ERROR = 1011
-_OK_CODES = frozenset({1000, 1001})
+_OK_CODES = frozenset({1000, 1001, 1005})  # 1005: a close frame without a code
 
 
 class WebSocketError(Exception):
@@ -98,9 +98,9 @@ class ConnectionClosed(WebSocketError):
         """Return ConnectionClosedOK or ConnectionClosedError, whichever the codes call for.
 
         A close is OK when the peer sent 1000, 1001 or no code (1005), and this side, if it
-        sent a close frame, sent 1000 or 1001.
+        sent a close frame, sent 1000, 1001 or no code.
         """
-        ok = (code in _OK_CODES or code == 1005) and (sent_code is None or sent_code in _OK_CODES)
+        ok = code in _OK_CODES and (sent_code is None or sent_code in _OK_CODES)
         cls = ConnectionClosedOK if ok else ConnectionClosedError
         return cls(code, reason, sent_code, sent_reason)
 

@@ -381,10 +381,10 @@ class Connection:
         self.close_rcvd = Close(code, reason)
         self._events.append(self.close_rcvd)
         if self._state is State.OPEN:
-            # RFC 6455 section 5.5.1: reply with a close frame, echoing the status code.
-            reply = code if code != CloseCode.NO_STATUS_RCVD else None
-            self._write(_CLOSE, serialize_close(reply), True, False)
-            self.close_sent = Close(code, "")
+            # RFC 6455 section 5.5.1: reply with a close frame that echoes the status code. The
+            # payload is echoed as it came (already validated), so the reason goes back too.
+            self._write(_CLOSE, payload, True, False)
+            self.close_sent = self.close_rcvd
         self._transition(_Trigger.RECEIVE_CLOSE)
         # Both close frames are on their way; nothing after a close frame is processed. The
         # server ends the TCP connection first (RFC 6455 section 7.1.1).
@@ -408,8 +408,6 @@ class Connection:
     def events_received(self) -> list[Event]:
         """Return the events received since the last call, in order, and forget them."""
         events = self._events
-        if not events:
-            return events
         self._events = []
         return events
 
@@ -422,8 +420,6 @@ class Connection:
         it (write_eof) where possible, else close it.
         """
         out = self._out
-        if not out:
-            return out
         self._out = []
         return out
 
@@ -545,10 +541,17 @@ class Connection:
         A server also asks to end the TCP connection at once; a client waits for the server to
         do it (with a timeout, :meth:`close_expected` is True). After calling this, you must
         call :meth:`data_to_send` and write what it returns.
+
+        Raises:
+            ValueError: The code may not be sent, or the reason is too long.
         """
         if self._state is State.OPEN:
+            try:
+                payload = serialize_close(code, reason)
+            except ProtocolError as exc:
+                raise ValueError(str(exc)) from None
             self.close_sent = Close(code, reason)
-            self._write(_CLOSE, serialize_close(code, reason), True, False)
+            self._write(_CLOSE, payload, True, False)
             self._transition(_Trigger.SEND_CLOSE)
         self._discarding = True
         if self._role is Role.SERVER:

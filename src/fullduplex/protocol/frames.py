@@ -95,7 +95,7 @@ apply_mask = _apply_mask_python
 if not os.environ.get("FULLDUPLEX_NO_EXTENSIONS"):
     # The C build is optional: without it, the pure-Python reference above is used.
     with contextlib.suppress(ImportError):
-        from ._speedups import apply_mask  # type: ignore[no-redef]
+        from ._speedups import apply_mask
 
 _pack_2 = struct.Struct("!BB").pack
 _pack_4 = struct.Struct("!BBH").pack

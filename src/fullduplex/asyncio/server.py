@@ -1,0 +1,487 @@
+"""The asyncio WebSocket server: :func:`serve`, :class:`Server` and the server-side connection.
+
+::
+
+    async def echo(ws):
+        async for message in ws:
+            await ws.send(message)
+
+    async with fullduplex.serve(echo, "127.0.0.1", 8765) as server:
+        await server.serve_forever()
+
+Each connection gets one task, which runs the opening handshake (and ``process_request``) and
+then the handler; messages themselves cost no task. When the handler returns, the connection
+closes with 1000; when it raises, the error is logged with its traceback and the connection
+closes with 1011.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from ..exceptions import ConnectionClosed, InvalidHandshake
+from ..protocol.connection import Connection, Role
+from ..protocol.handshake import Request, Response, ServerHandshake
+from .connection import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_OPEN_TIMEOUT,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_WRITE_LIMIT,
+    LoggerLike,
+    WebSocket,
+)
+from .connection import _deflate_options as deflate_options
+
+__all__ = ["Handler", "ProcessRequest", "Server", "ServerWebSocket", "serve"]
+
+Handler = Callable[[WebSocket], Awaitable[None]]
+"""The connection handler: ``async def handler(ws)``; runs once per connection."""
+
+ProcessRequest = Callable[
+    ["ServerWebSocket", Request], "Response | Awaitable[Response | None] | None"
+]
+"""``process_request(ws, request)``: return a Response to send instead of the upgrade, or None."""
+
+SelectSubprotocol = Callable[[Request, Sequence[str]], "str | None"]
+
+_logger = logging.getLogger("fullduplex.server")
+
+
+class ServerWebSocket(WebSocket):
+    """The server side of a connection: a :class:`WebSocket` that runs the server handshake.
+
+    Applications receive it in the handler and in ``process_request``; only :meth:`respond` is
+    specific to it.
+    """
+
+    __slots__ = ("_handshake", "_open_handle", "_open_timeout", "_server", "_task")
+
+    def __init__(self, server: Server, *, open_timeout: float | None, **options: Any) -> None:
+        super().__init__(**options)
+        self._server = server
+        self._open_timeout = open_timeout
+        self._open_handle: asyncio.TimerHandle | None = None
+        self._handshake = server._new_handshake()
+        self._task: asyncio.Task[None] | None = None
+
+    def respond(
+        self, status: int, body: str | bytes, headers: Iterable[tuple[str, str]] = ()
+    ) -> Response:
+        """Build an HTTP response for ``process_request`` to return instead of the upgrade.
+
+        Args:
+            status: The HTTP status code, e.g. 200, 404, 403.
+            body: The body; a str is encoded to UTF-8 (and served as text/plain).
+            headers: Extra headers.
+        """
+        return self._handshake.reject(status, body, headers=tuple(headers))
+
+    # ---- opening handshake ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Called by asyncio when a client connects; not for applications."""
+        super().connection_made(transport)
+        self._server._protocols.add(self)
+        if self._open_timeout is not None:
+            self._open_handle = self._loop.call_later(self._open_timeout, self._open_timed_out)
+
+    def _handshake_data_received(self, data: bytes) -> None:
+        if self._response is not None:
+            return  # answered with an HTTP error: the rest is of no interest
+        if self._request is not None:
+            # The request is complete and being answered. A client may not send frames before
+            # the 101 (RFC 6455 section 4.1); the handshake keeps what comes anyway, and
+            # reading stops until the answer is sent.
+            self._handshake.receive_data(data)
+            assert self._transport is not None
+            self._transport.pause_reading()
+            return
+        try:
+            request = self._handshake.receive_data(data)
+        except InvalidHandshake as exc:
+            self._reject(exc)
+            return
+        if request is not None:
+            self._request = request
+            self._task = task = self._loop.create_task(self._run(request))
+            tasks = self._server._tasks
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    def _handshake_eof_received(self) -> None:
+        if self._request is None and self._debug:
+            # No one to answer: asyncio closes the transport when this returns.
+            self._logger.debug("[%s] EOF before a complete request", self.id)
+
+    def _reject(self, exc: InvalidHandshake) -> None:
+        """Answer a bad handshake with its HTTP status and one-line reason, then close."""
+        self._logger.info("[%s] invalid opening handshake: %s", self.id, exc)
+        self._send_response(self._handshake.reject_for(exc))
+        self._end_http()
+
+    def _send_response(self, response: Response) -> None:
+        data = self._handshake.serialize(response)
+        self._response = response
+        if not self._lost and self._transport is not None:
+            self._transport.write(data)
+
+    def _end_http(self) -> None:
+        """End an HTTP-only exchange: half-close so that the client reads all the response."""
+        self._cancel_open_timer()
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+            # The client closes once it has read the response; reading again (input is now
+            # discarded) lets that EOF be seen, and if it does not come, the timer drops it.
+            transport.resume_reading()
+            self._arm_close_timer()
+        else:
+            transport.close()
+
+    def _open_timed_out(self) -> None:
+        self._open_handle = None
+        if not self._lost and self._transport is not None:
+            self._logger.info("[%s] opening handshake timed out", self.id)
+            self._transport.abort()
+
+    def _cancel_open_timer(self) -> None:
+        if self._open_handle is not None:
+            self._open_handle.cancel()
+            self._open_handle = None
+
+    async def _answer(self, request: Request) -> bool:
+        """Answer the request: a process_request response, a rejection, or the 101. Return
+        True when the connection is open."""
+        server = self._server
+        response: Response | None = None
+        if server._process_request is not None:
+            result = server._process_request(self, request)
+            if inspect.isawaitable(result):
+                result = await result
+            response = result
+        if response is None and server._closing:
+            response = self.respond(503, "server shutting down\n")
+        limit = server._max_connections
+        if response is None and limit is not None and len(server._open) >= limit:
+            self._logger.info("[%s] too many connections: 503", self.id)
+            response = self.respond(503, "too many connections\n", [("Retry-After", "5")])
+        if response is None:
+            try:
+                response = self._handshake.accept(request)
+            except InvalidHandshake as exc:
+                self._logger.info("[%s] invalid opening handshake: %s", self.id, exc)
+                response = self._handshake.reject_for(exc)
+        if self._lost:
+            return False
+        self._send_response(response)
+        if response.status != 101:
+            self._end_http()
+            return False
+        self._cancel_open_timer()
+        conn = Connection(
+            Role.SERVER,
+            deflate=self._handshake.deflate_extension,
+            max_message_size=self._max_message_size,
+            max_frame_size=self._max_frame_size,
+            logger=self._logger,
+        )
+        self._subprotocol = self._handshake.subprotocol
+        server._open.add(self)
+        self._connection_open(conn, self._handshake.trailing_data)
+        assert self._transport is not None
+        if not self._lost and not self._reading_paused:
+            self._transport.resume_reading()
+        if self._debug:
+            self._logger.debug("[%s] connection open: %s", self.id, request.path)
+        return True
+
+    async def _run(self, request: Request) -> None:
+        """The connection's one task: the opening handshake, then the handler, then close."""
+        server = self._server
+        try:
+            try:
+                if not await self._answer(request):
+                    return
+            except Exception:
+                self._logger.error("[%s] opening handshake failed", self.id, exc_info=True)
+                if self._response is None:
+                    with contextlib.suppress(Exception):
+                        self._send_response(self.respond(500, "internal server error\n"))
+                self._end_http()
+                return
+            code, reason = 1000, ""
+            try:
+                await server._handler(self)
+            except ConnectionClosed as exc:
+                # The peer went away while the handler was using the connection: already
+                # logged once by connection_lost if it was abnormal.
+                if self._debug:
+                    self._logger.debug("[%s] handler ended by the close: %s", self.id, exc)
+            except Exception:
+                self._logger.error("[%s] connection handler failed", self.id, exc_info=True)
+                code, reason = 1011, "internal error"
+            await self.close(code, reason)
+        except BaseException:
+            # Cancelled (the loop is shutting down): do not leave the socket behind.
+            if not self._lost and self._transport is not None:
+                self._transport.abort()
+            raise
+
+    def _lost_hook(self, exc: Exception | None) -> None:
+        self._cancel_open_timer()
+        server = self._server
+        server._protocols.discard(self)
+        server._open.discard(self)
+        # The task of a handshake waiting on process_request sees _lost and stops by itself.
+
+
+class Server:
+    """A WebSocket server, as returned by :func:`serve`.
+
+    Await it (``server = await serve(...)``) or use it as an async context manager
+    (``async with serve(...) as server``) to start listening; leaving the block closes it.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        *,
+        process_request: ProcessRequest | None = None,
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
+        compression: str | None = "deflate",
+        max_message_size: int | None = 2**20,
+        max_frame_size: int | None = None,
+        max_queue: int | None = DEFAULT_MAX_QUEUE,
+        write_limit: int = DEFAULT_WRITE_LIMIT,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+        max_connections: int | None = None,
+        max_header_size: int = 16384,
+        max_header_count: int = 128,
+        ssl: ssl_module.SSLContext | None = None,
+        sock: socket.socket | None = None,
+        reuse_port: bool | None = None,
+        backlog: int = 100,
+        logger: LoggerLike | None = None,
+    ) -> None:
+        self._handler = handler
+        self._host = host
+        self._port = port
+        self._process_request = process_request
+        self._max_connections = max_connections
+        self._ssl = ssl
+        self._sock = sock
+        self._reuse_port = reuse_port
+        self._backlog = backlog
+        self._handshake_options: dict[str, Any] = {
+            "subprotocols": subprotocols,
+            "select_subprotocol": select_subprotocol,
+            "deflate": deflate_options(compression),
+            "max_header_size": max_header_size,
+            "max_header_count": max_header_count,
+        }
+        self._logger: LoggerLike = logger if logger is not None else _logger
+        self._options: dict[str, Any] = {
+            "logger": self._logger,
+            "max_message_size": max_message_size,
+            "max_frame_size": max_frame_size,
+            "max_queue": max_queue,
+            "write_limit": write_limit,
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "close_timeout": close_timeout,
+            "open_timeout": open_timeout,
+        }
+        self._server: asyncio.Server | None = None
+        # Every connection with a transport; those past the handshake; their tasks.
+        self._protocols: set[ServerWebSocket] = set()
+        self._open: set[ServerWebSocket] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._close_task: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+
+    def _new_handshake(self) -> ServerHandshake:
+        return ServerHandshake(**self._handshake_options)
+
+    def _new_connection(self) -> ServerWebSocket:
+        return ServerWebSocket(self, **self._options)
+
+    # ---- starting --------------------------------------------------------------------------
+
+    async def start(self) -> Server:
+        """Start listening (what awaiting the server does). Returns the server."""
+        if self._server is None:
+            loop = asyncio.get_running_loop()
+            # host/port and sock exclude each other; pass only what was given.
+            where: dict[str, Any] = (
+                {"sock": self._sock}
+                if self._sock is not None
+                else {"host": self._host, "port": self._port}
+            )
+            self._server = await loop.create_server(
+                self._new_connection,
+                ssl=self._ssl,
+                reuse_port=self._reuse_port,
+                backlog=self._backlog,
+                **where,
+            )
+            self._logger.info("server listening on %s", ", ".join(self._addresses()))
+        return self
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        """``server = await serve(...)`` starts the server."""
+        return self.start().__await__()
+
+    async def __aenter__(self) -> Server:
+        """Start the server."""
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the server and every connection, and wait until they are closed."""
+        self.close()
+        await self.wait_closed()
+
+    def _addresses(self) -> list[str]:
+        addresses = []
+        for sock in self.sockets:
+            name = sock.getsockname()
+            if isinstance(name, tuple):
+                host = f"[{name[0]}]" if ":" in name[0] else name[0]
+                addresses.append(f"{host}:{name[1]}")
+            else:
+                addresses.append(str(name))
+        return addresses
+
+    # ---- properties ------------------------------------------------------------------------
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets (empty before the server starts)."""
+        if self._server is None:
+            return ()
+        return tuple(self._server.sockets)
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket: the real one when started with port 0."""
+        sockets = self.sockets
+        if not sockets:
+            raise RuntimeError("the server is not listening")
+        port: int = sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def connections(self) -> frozenset[WebSocket]:
+        """The connections past the opening handshake and not yet closed."""
+        return frozenset(self._open)
+
+    # ---- running and closing ---------------------------------------------------------------
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` is called; when cancelled, close the server and re-raise."""
+        await self.start()
+        try:
+            await self._closed.wait()
+        except asyncio.CancelledError:
+            self.close()
+            raise
+
+    def close(self, close_connections: bool = True) -> Awaitable[None]:
+        """Stop accepting connections and close the server.
+
+        Args:
+            close_connections: Close every open connection with 1001 ("server shutting down")
+                and drop connections still in the opening handshake. When False, open
+                connections keep running until their handlers end.
+
+        Returns:
+            An awaitable that waits until the server is closed and every handler has
+            returned (the same as :meth:`wait_closed`); it need not be awaited.
+        """
+        self._closing = True
+        if self._close_task is None:
+            self._close_task = asyncio.get_running_loop().create_task(
+                self._close(close_connections)
+            )
+        return asyncio.shield(self._close_task)
+
+    async def _close(self, close_connections: bool) -> None:
+        if self._server is not None:
+            self._server.close()
+        if close_connections:
+            for ws in list(self._protocols):
+                if ws._request is None and ws._transport is not None:
+                    # Not even a request yet: nothing to tell this client.
+                    ws._transport.close()
+            closing = [ws.close(1001, "server shutting down") for ws in list(self._open)]
+            if closing:
+                await asyncio.gather(*closing, return_exceptions=True)
+        # Handlers see ConnectionClosed and return; wait for them so that nothing outlives
+        # the server.
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+        if self._server is not None:
+            await self._server.wait_closed()
+        self._closed.set()
+        self._logger.info("server closed")
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed: after :meth:`close` and every handler are done."""
+        await self._closed.wait()
+
+
+def serve(
+    handler: Handler,
+    host: str | Sequence[str] | None = None,
+    port: int | None = None,
+    **options: Any,
+) -> Server:
+    """Create a WebSocket server; await it or use it with ``async with`` to start it.
+
+    Args:
+        handler: ``async def handler(ws)``, run once per connection in its own task. When it
+            returns the connection is closed with 1000; when it raises, with 1011.
+        host: The interface(s) to listen on (None: all). See ``loop.create_server``.
+        port: The TCP port; 0 picks a free one (then read :attr:`Server.port`).
+        **options: Keyword arguments of :class:`Server`:
+
+            - ``process_request(ws, request)`` (sync or async): return a Response (build it
+              with ``ws.respond(status, body, headers)``) to answer with it instead of the
+              upgrade, e.g. a health check or a 403; return None to go on.
+            - ``subprotocols``, ``select_subprotocol(request, offered)``: subprotocol choice.
+            - ``compression``: "deflate" (default) or None.
+            - ``max_message_size`` (1 MiB), ``max_frame_size``, ``max_queue`` (16 messages),
+              ``write_limit`` (32 KiB), ``max_header_size``, ``max_header_count``,
+              ``max_connections`` (None; beyond it, HTTP 503): limits; None disables one.
+            - ``ping_interval``/``ping_timeout`` (20 s each), ``open_timeout`` and
+              ``close_timeout`` (10 s each); None disables one.
+            - ``ssl``, ``sock``, ``reuse_port``, ``backlog``: passed to ``create_server``.
+            - ``logger``: defaults to ``logging.getLogger("fullduplex.server")``.
+
+    Returns:
+        The :class:`Server`, not yet listening.
+    """
+    return Server(handler, host, port, **options)

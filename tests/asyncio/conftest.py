@@ -1,0 +1,37 @@
+"""Fixtures for the asyncio tests: a real echo server on 127.0.0.1, on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from fullduplex.asyncio.server import Server, serve
+from tests.asyncio.utils import echo
+
+__all__ = ["echo_server", "pytest_asyncio_loop_factories"]
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[Server]:
+    """An echo server with default options; closed after the test."""
+    async with serve(echo, "127.0.0.1", 0) as server:
+        yield server
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Run every asyncio test on asyncio's own loop and on uvloop's: their transports differ
+    (uvloop's do not even subclass asyncio.Transport)."""
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    try:
+        import uvloop  # noqa: PLC0415 - optional
+    except ImportError:  # pragma: no cover - uvloop is in the test extras
+        pass
+    else:
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories

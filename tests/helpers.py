@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,27 +31,32 @@ def echo_server_process(*args: str) -> Iterator[str]:
 
     The server prints its URL on its first line of standard output.
     """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fullduplex", "echo", "--host", "127.0.0.1", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = _URL_LINE.search(line)
-        if match is None:
-            proc.kill()
-            _, err = proc.communicate(timeout=seconds(10))
-            raise RuntimeError(f"echo server did not print its URL: {line!r} {err.decode()}")
-        yield match.group(1).decode().rstrip("/")
-    finally:
-        proc.terminate()
+    # stderr goes to a file, not a pipe: nobody reads it while the server runs, and a full
+    # pipe would block a server that logs a lot.
+    command = [sys.executable, "-m", "fullduplex", "echo", "--host", "127.0.0.1", "--port", "0"]
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [*command, *args],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
         try:
-            proc.wait(timeout=seconds(10))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            match = _URL_LINE.search(line)
+            if match is None:
+                proc.kill()
+                proc.wait(timeout=seconds(10))
+                errors.seek(0)
+                err = errors.read().decode(errors="replace")
+                raise RuntimeError(f"echo server did not print its URL: {line!r} {err}")
+            yield match.group(1).decode().rstrip("/")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=seconds(10))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()

@@ -8,6 +8,7 @@ NODE_DIR := tests/interop/node
 CHROMIUM := /usr/bin/chromium
 HOST ?= 127.0.0.1
 PORT ?= 8000
+LINTED := $(wildcard src tests bench examples)
 
 .PHONY: demo test lint typecheck unit bench deps venv extension system-deps node-deps clean
 
@@ -53,8 +54,8 @@ test: deps lint typecheck
 # ---- parts ----------------------------------------------------------------------------------
 
 lint: venv
-	$(VENV)/bin/ruff check src tests bench examples
-	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "App",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
@@ -26,6 +27,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
+    "App": "fullduplex.app",
     "serve": "fullduplex.asyncio.server",
     "Server": "fullduplex.asyncio.server",
     "connect": "fullduplex.asyncio.client",
@@ -39,7 +41,11 @@ _LAZY = {
     "WebSocketError": "fullduplex.exceptions",
 }
 
+# Subpackages reachable as attributes (``fullduplex.sync.connect``) without importing them first.
+_SUBPACKAGES = frozenset({"app", "asyncio", "protocol", "sync"})
+
 if TYPE_CHECKING:
+    from .app import App
     from .asyncio.client import connect
     from .asyncio.connection import WebSocket
     from .asyncio.server import Server, serve
@@ -55,6 +61,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"fullduplex.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fullduplex' has no attribute {name!r}")

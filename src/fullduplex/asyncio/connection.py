@@ -459,6 +459,74 @@ class WebSocket(asyncio.Protocol):
             self._fragmenting = None
             fragmenting.set_result(None)
 
+    def send_nowait(self, message: Data) -> None:
+        """Send a whole message now, without waiting for the write buffer to drain.
+
+        For callers that bound the buffer themselves with :attr:`buffered_amount` (broadcast,
+        slow-consumer policies): the frame is handed to the transport before this returns,
+        and whatever the network does not take at once stays in the transport's buffer,
+        which this call lets grow beyond ``write_limit``. A ``str`` goes as a text message,
+        bytes-like as a binary one.
+
+        Raises:
+            ConnectionClosed: The connection is closing or closed.
+            ConcurrencyError: A fragmented message is being sent.
+            InvalidState: The opening handshake is not complete.
+            TypeError: The message is neither ``str`` nor bytes-like.
+        """
+        conn = self._nowait_connection()
+        try:
+            if isinstance(message, str):
+                conn.send_text(message)
+            elif isinstance(message, _BYTES_LIKE):
+                conn.send_binary(message)
+            else:
+                raise TypeError(f"cannot send {type(message).__name__}: expected str or bytes")
+        except InvalidState:
+            raise self._closed_exception() from None
+        self._flush()
+
+    def send_prepared_nowait(self, frame: bytes) -> None:
+        """Write a whole frame serialized elsewhere, now, as the same bytes object.
+
+        The broadcast path: a frame serialized once (unmasked, uncompressed, FIN set: see
+        :meth:`~fullduplex.protocol.connection.Connection.send_prepared`) goes to many
+        connections. Like :meth:`send_nowait`, it never waits for the buffer to drain.
+
+        Raises:
+            ConnectionClosed: The connection is closing or closed.
+            ConcurrencyError: A fragmented message is being sent.
+            InvalidState: The opening handshake is not complete.
+        """
+        conn = self._nowait_connection()
+        try:
+            conn.send_prepared(frame)
+        except InvalidState:
+            raise self._closed_exception() from None
+        self._flush()
+
+    def _nowait_connection(self) -> Connection:
+        conn = self._conn
+        if conn is None:
+            raise InvalidState("the opening handshake is not complete")
+        if self._fragmenting is not None:
+            # A frame now would land between two fragments of another message.
+            raise ConcurrencyError("a fragmented message is being sent")
+        return conn
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes written but not yet taken by the network (the transport's write buffer)."""
+        transport = self._transport
+        if transport is None or self._lost:
+            return 0
+        return transport.get_write_buffer_size()
+
+    @property
+    def compressed(self) -> bool:
+        """True when permessage-deflate was negotiated on this connection."""
+        return self._conn is not None and self._conn.compressed
+
     async def _send_failed(self) -> ConnectionClosed:
         """Return the exception for a send on a connection that is not OPEN.
 
@@ -510,6 +578,10 @@ class WebSocket(asyncio.Protocol):
             self._arm_close_timer()
             if conn.failure is not None or conn.close_rcvd is not None:
                 self._end_of_stream()
+            if self._reading_paused:
+                # Closing: the peer's EOF must be read now, or the connection lingers until
+                # close_timeout while a full receive queue keeps reading paused.
+                self._resume_reading()
 
     # ---- asyncio.Protocol callbacks ------------------------------------------------------------
 

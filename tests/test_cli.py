@@ -7,11 +7,14 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
+from fullduplex import cli
 from fullduplex.asyncio.client import connect
 from fullduplex.cli import main
 from fullduplex.exceptions import ConnectionClosedError, ConnectionClosedOK
@@ -143,17 +146,52 @@ class TestEcho:
 
 
 class TestDemo:
-    """``python -m fullduplex demo`` serves and explains how to try it."""
+    """``python -m fullduplex demo`` serves the sample apps (examples/demo.py) and their pages."""
 
     async def test_demo(self) -> None:
         with cli_server("demo", "--port", "0") as (proc, line):
-            match = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
+            match = re.fullmatch(r"fullduplex demo on http://127\.0\.0\.1:(\d+)/", line)
             assert match is not None, line
-            async with connect(f"ws://127.0.0.1:{match.group(1)}/") as ws:
+            base = f"127.0.0.1:{match.group(1)}"
+
+            def get(path: str) -> tuple[int, str, bytes]:
+                with urllib.request.urlopen(f"http://{base}{path}", timeout=seconds(10)) as r:
+                    return r.status, r.headers["Content-Type"], r.read()
+
+            status, content_type, body = await asyncio.to_thread(get, "/")
+            assert status == 200
+            assert content_type.startswith("text/html")
+            for page in (b"echo.html", b"chat.html", b"snake.html"):
+                assert page in body
+            async with connect(f"ws://{base}/echo") as ws:
                 await ws.send("demo")
                 assert await ws.recv() == "demo"
             assert await stop(proc, signal.SIGINT) == 0
             assert proc.stdout is not None
             out = proc.stdout.read()
-        assert "fullduplex.connect(" in out
-        assert match.group(0) in out
+        assert f"http://{base}/snake.html" in out
+
+    def test_demo_help(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as info:
+            main(["demo", "--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        assert "--host" in out and "--port" in out
+
+    def test_finds_the_examples_of_this_checkout(self) -> None:
+        root = cli._find_examples_root()
+        assert root is not None
+        assert (root / "examples" / "demo.py").is_file()
+        assert root == Path(__file__).resolve().parents[1]
+
+    def test_no_examples_exits_2(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        # Neither next to the sources nor in the current directory.
+        monkeypatch.setattr(cli, "__file__", str(tmp_path / "src" / "fullduplex" / "cli.py"))
+        monkeypatch.chdir(tmp_path)
+        assert main(["demo", "--port", "0"]) == 2
+        assert "examples" in capsys.readouterr().err

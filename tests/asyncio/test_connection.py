@@ -21,7 +21,7 @@ from fullduplex.exceptions import (
     InvalidState,
 )
 from fullduplex.protocol.connection import State
-from fullduplex.protocol.frames import Opcode, parse_close
+from fullduplex.protocol.frames import Opcode, parse_close, serialize_frame
 from tests.asyncio.utils import Handlers, RawClient, echo, until, uri, wait_for
 from tests.helpers import seconds
 
@@ -607,3 +607,88 @@ class TestProperties:
         assert isinstance(ws._closed_exception(), ConnectionClosed)
         with pytest.raises(InvalidState):
             ws.ping()
+
+
+class TestSendNowait:
+    """send_nowait, send_prepared_nowait, buffered_amount, compressed: what broadcast uses."""
+
+    async def test_send_nowait(self, echo_server: Server) -> None:
+        async with connect(uri(echo_server)) as ws:
+            ws.send_nowait("text")
+            ws.send_nowait(b"binary")
+            ws.send_nowait(bytearray(b"ba"))
+            assert [await wait_for(ws.recv()) for _ in range(3)] == ["text", b"binary", b"ba"]
+            with pytest.raises(TypeError):
+                ws.send_nowait(42)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("compression", ["deflate", None])
+    async def test_send_prepared_nowait(self, compression: str | None) -> None:
+        handlers = Handlers()
+        async with (
+            serve(handlers, "127.0.0.1", 0) as server,
+            connect(uri(server), compression=compression) as ws,
+        ):
+            server_ws = await handlers.next()
+            assert server_ws.compressed is (compression is not None)
+            assert ws.compressed is (compression is not None)
+            # An uncompressed frame is valid on a deflate connection too (RFC 7692 6).
+            server_ws.send_prepared_nowait(serialize_frame(Opcode.TEXT, b"prepared"))
+            server_ws.send_nowait("after")
+            assert await wait_for(ws.recv()) == "prepared"
+            assert await wait_for(ws.recv()) == "after"
+            handlers.release()
+
+    async def test_closed(self, echo_server: Server) -> None:
+        async with connect(uri(echo_server)) as ws:
+            pass
+        with pytest.raises(ConnectionClosed):
+            ws.send_nowait("late")
+        with pytest.raises(ConnectionClosed):
+            ws.send_prepared_nowait(serialize_frame(Opcode.TEXT, b"late"))
+        assert ws.buffered_amount == 0
+
+    async def test_before_the_handshake(self) -> None:
+        ws = WebSocket(logger=logging.getLogger("test"))
+        with pytest.raises(InvalidState):
+            ws.send_nowait("x")
+        with pytest.raises(InvalidState):
+            ws.send_prepared_nowait(b"\x81\x00")
+        assert ws.buffered_amount == 0 and not ws.compressed
+
+    async def test_refused_during_a_fragmented_message(self, echo_server: Server) -> None:
+        gate = asyncio.Event()
+
+        async def fragments() -> AsyncIterator[str]:
+            yield "a"
+            await gate.wait()
+            yield "b"
+
+        async with connect(uri(echo_server)) as ws:
+            sending = asyncio.ensure_future(ws.send(fragments()))
+            await until(lambda: ws._fragmenting is not None)
+            with pytest.raises(ConcurrencyError):
+                ws.send_nowait("x")
+            with pytest.raises(ConcurrencyError):
+                ws.send_prepared_nowait(b"\x81\x00")
+            gate.set()
+            await wait_for(sending)
+            assert await wait_for(ws.recv()) == "ab"
+
+    async def test_buffered_amount_grows_when_the_peer_does_not_read(self) -> None:
+        handlers = Handlers()
+        async with serve(handlers, "127.0.0.1", 0, compression=None) as server:
+            raw = await RawClient.open(server.port)
+            await raw.handshake()
+            server_ws = await handlers.next()
+            assert server_ws.buffered_amount == 0
+            chunk = b"x" * 65536
+            # Never waits: the buffer takes what the kernel does not (bounded: 64 MiB at most).
+            for _ in range(1024):
+                server_ws.send_nowait(chunk)
+                if server_ws.buffered_amount > 0:
+                    break
+            assert server_ws.buffered_amount > 0
+            await raw.close()
+            await wait_for(server_ws.wait_closed())
+            assert server_ws.buffered_amount == 0
+            handlers.release()

@@ -15,7 +15,12 @@ import pytest
 from fullduplex.asyncio.client import connect
 from fullduplex.asyncio.connection import WebSocket
 from fullduplex.asyncio.server import Server, ServerWebSocket, serve
-from fullduplex.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
+from fullduplex.exceptions import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+    InvalidStatus,
+)
 from fullduplex.protocol.handshake import Request, Response
 from tests.asyncio.utils import Handlers, RawClient, echo, until, uri, wait_for
 
@@ -487,3 +492,34 @@ class TestTLS:
             ) as ws:
                 assert ws.response is not None and ws.response.status == 101
                 assert ws._transport.get_extra_info("ssl_object").server_hostname == "localhost"
+
+
+class TestPerConnectionLimit:
+    """process_request may give one connection its own max_message_size."""
+
+    async def test_max_message_size_set_in_process_request(self) -> None:
+        def limit(ws: ServerWebSocket, request: Request) -> None:
+            assert ws.max_message_size == 2**20  # the server's
+            if request.path == "/small":
+                ws.max_message_size = 10
+
+        async with serve(echo, "127.0.0.1", 0, process_request=limit) as server:
+            async with connect(uri(server, "/large")) as ws:
+                await ws.send("x" * 11)
+                assert await wait_for(ws.recv()) == "x" * 11
+            async with connect(uri(server, "/small")) as ws:
+                await ws.send("x" * 10)
+                assert await wait_for(ws.recv()) == "x" * 10
+                await ws.send("x" * 11)
+                with pytest.raises(ConnectionClosedError) as info:
+                    await wait_for(ws.recv())
+            assert info.value.code == 1009
+
+    async def test_fixed_once_open(self) -> None:
+        handlers = Handlers()
+        async with serve(handlers, "127.0.0.1", 0) as server, connect(uri(server)):
+            server_ws = await handlers.next()
+            with pytest.raises(InvalidState):
+                server_ws.max_message_size = 10
+            assert server_ws.max_message_size == 2**20
+            handlers.release()

@@ -1374,3 +1374,45 @@ def _check_outcome(server: Connection) -> None:
         assert server.close_sent.code == server.failure.code
         assert isinstance(server.failure, ProtocolError)
     frames_sent(server)  # whatever was queued parses as valid frames
+
+
+class TestSendPrepared:
+    """Connection.send_prepared and .compressed: the broadcast path (a frame serialized once,
+    sent on many connections as the same bytes object)."""
+
+    def test_the_same_object_goes_out(self, server: Connection) -> None:
+        frame = serialize_frame(Opcode.TEXT, b"shared")
+        server.send_prepared(frame)
+        out = server.data_to_send()
+        assert len(out) == 1 and out[0] is frame
+        peer = Connection(Role.CLIENT)
+        peer.receive_data(out[0])
+        assert peer.events_received() == ["shared"]
+
+    def test_keeps_its_place_among_other_sends(self, server: Connection) -> None:
+        frame = serialize_frame(Opcode.BINARY, b"2")
+        server.send_text("1")
+        server.send_prepared(frame)
+        server.send_binary(b"3")
+        assert [f.payload for f in frames_sent(server)[0]] == [b"1", b"2", b"3"]
+
+    def test_refused_during_a_fragmented_message(self, server: Connection) -> None:
+        server.send_text("a", fin=False)
+        with pytest.raises(InvalidState):
+            server.send_prepared(serialize_frame(Opcode.TEXT, b"x"))
+        server.send_continuation("b", fin=True)
+        server.send_prepared(serialize_frame(Opcode.TEXT, b"x"))
+        assert [f.payload for f in frames_sent(server)[0]] == [b"a", b"b", b"x"]
+
+    def test_refused_unless_open(self, server: Connection) -> None:
+        server.send_close()
+        with pytest.raises(InvalidState):
+            server.send_prepared(serialize_frame(Opcode.TEXT, b"x"))
+        closed = Connection(Role.SERVER)
+        closed.receive_eof()
+        with pytest.raises(InvalidState):
+            closed.send_prepared(serialize_frame(Opcode.TEXT, b"x"))
+
+    def test_compressed(self) -> None:
+        assert not Connection(Role.SERVER).compressed
+        assert Connection(Role.SERVER, deflate=PerMessageDeflate()).compressed

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..exceptions import ConnectionClosed, InvalidHandshake
+from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..protocol.connection import Connection, Role
 from ..protocol.handshake import Request, Response, ServerHandshake
 from .connection import (
@@ -85,6 +85,24 @@ class ServerWebSocket(WebSocket):
             headers: Extra headers.
         """
         return self._handshake.reject(status, body, headers=tuple(headers))
+
+    @property
+    def max_message_size(self) -> int | None:
+        """The largest message this connection accepts, in bytes (None: no limit).
+
+        It starts as the server's ``max_message_size``. ``process_request`` may set it, before
+        the connection opens, to give this connection its own limit (e.g. per endpoint).
+
+        Raises:
+            InvalidState: On assignment, once the connection is open.
+        """
+        return self._max_message_size
+
+    @max_message_size.setter
+    def max_message_size(self, value: int | None) -> None:
+        if self._conn is not None:
+            raise InvalidState("max_message_size cannot change once the connection is open")
+        self._max_message_size = value
 
     # ---- opening handshake ---------------------------------------------------------------------
 

@@ -478,6 +478,30 @@ class Connection:
         """
         self._send_data(_CONTINUATION, data.encode() if isinstance(data, str) else data, fin)
 
+    @property
+    def compressed(self) -> bool:
+        """True when permessage-deflate was negotiated: messages are sent compressed."""
+        return self._deflate is not None
+
+    def send_prepared(self, frame: bytes) -> None:
+        """Send one whole data frame serialized elsewhere, as it is (the same bytes object).
+
+        For broadcast: a frame serialized once is sent on many connections. It must be a
+        complete frame (FIN set) that this connection could have sent itself: unmasked from a
+        server, masked from a client, and RSV1 clear unless it was compressed by this
+        connection's own context (an uncompressed message is valid with or without
+        permessage-deflate, RFC 7692 section 6). It is not checked. After calling this, you
+        must call :meth:`data_to_send` and write what it returns.
+
+        Raises:
+            InvalidState: The connection is not OPEN, or a fragmented message is in progress.
+        """
+        if self._state is not State.OPEN:
+            raise InvalidState(f"cannot send a message: connection is {self._state.name}")
+        if self._send_opcode:
+            raise InvalidState("a fragmented message is in progress: finish it first")
+        self._out.append(frame)
+
     def send_ping(self, data: bytes = b"") -> None:
         """Send a ping (at most 125 bytes). The peer answers with a pong carrying ``data``.
 

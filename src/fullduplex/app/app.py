@@ -1,0 +1,434 @@
+"""The App: endpoints, plain HTTP routes and groups, served by the asyncio server.
+
+::
+
+    app = App()
+
+    @app.endpoint("/chat/{room}", codec=JSONCodec(ChatMessage), max_message_size=64 * 1024)
+    class Chat(Endpoint):
+        async def on_open(self, session):
+            session.join(session.path_params["room"])
+
+        async def on_message(self, session, message):
+            await session.group(session.path_params["room"]).broadcast(message)
+
+    @app.on_message("/echo")
+    async def echo(session, message):
+        return message
+
+    app.static("/", "examples/chat/static")
+    app.run("127.0.0.1", 8000)
+
+Routing happens in the server's ``process_request`` hook, before any upgrade: a WebSocket
+request for an unknown path gets 404, and the endpoint's limits (max message size,
+compression, subprotocols) apply to the connection from its first frame. Then each session
+runs in the connection's one task: ``on_open``, ``on_message`` for each message in order,
+``on_close``; no task or future per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..asyncio.server import Server, serve
+from ..exceptions import ConnectionClosed, ProtocolError, close_code_for
+from .codecs import DecodeError, PassthroughCodec
+from .endpoint import Endpoint, EndpointConfig, FunctionEndpoint, MessageHandler
+from .groups import Group, GroupRegistry
+from .http import HTTP, RouteHandler
+from .routing import Router
+from .session import Session
+
+if TYPE_CHECKING:
+    import os
+
+    from ..asyncio.connection import LoggerLike, WebSocket
+    from ..asyncio.server import ServerWebSocket
+    from ..protocol.handshake import Request, Response
+
+__all__ = ["App"]
+
+E = TypeVar("E", bound=type[Endpoint])
+H = TypeVar("H", bound=MessageHandler)
+
+_logger = logging.getLogger("fullduplex.app")
+
+# The reasons sent with the close codes the framework chooses: fixed phrases, because
+# exception text stays in the local log.
+_REASONS = {1003: "unsupported data", 1007: "invalid data", 1011: "internal error"}
+
+
+def _endpoint_key(template: str) -> Hashable:
+    return ("endpoint", template)
+
+
+def _is_upgrade(request: Request) -> bool:
+    return any(
+        token.strip().lower() == "websocket"
+        for value in request.headers.get_all("Upgrade")
+        for token in value.split(",")
+    )
+
+
+class App:
+    """A WebSocket application: endpoints at path templates, plus plain HTTP on the same port.
+
+    Args:
+        logger: Where the framework logs session errors (default ``fullduplex.app``).
+    """
+
+    def __init__(self, *, logger: LoggerLike | None = None) -> None:
+        self._endpoints: Router[EndpointConfig] = Router()
+        self._http = HTTP()
+        self._registry = GroupRegistry()
+        self._logger: LoggerLike = logger if logger is not None else _logger
+
+    # ---- registering ---------------------------------------------------------------------------
+
+    def endpoint(self, path: str, **config: Any) -> Callable[[E], E]:
+        """Register an :class:`Endpoint` subclass at ``path``; use as a class decorator.
+
+        Args:
+            path: The path template, e.g. ``/chat/{room}``.
+            **config: The other fields of :class:`EndpointConfig` (codec, max_message_size,
+                idle_timeout, max_buffered, overflow, subprotocols, compression).
+
+        Raises:
+            TypeError: The class is not an Endpoint subclass, or a config field is unknown.
+            ValueError: The template is invalid or already routed, or a config value is.
+        """
+
+        def register(cls: E) -> E:
+            if not (isinstance(cls, type) and issubclass(cls, Endpoint)):
+                raise TypeError(f"@app.endpoint needs an Endpoint subclass, got {cls!r}")
+            self.add_endpoint(EndpointConfig(path, cls, **config))
+            return cls
+
+        return register
+
+    def on_message(self, path: str, **config: Any) -> Callable[[H], H]:
+        """Register a function endpoint at ``path``; use as a function decorator.
+
+        The function is called as ``func(session, message)`` for each message (sync or async);
+        a non-None return value is sent back to the session.
+
+        Args:
+            path: The path template.
+            **config: The other fields of :class:`EndpointConfig`.
+
+        Raises:
+            TypeError: A config field is unknown.
+            ValueError: The template is invalid or already routed, or a config value is.
+        """
+
+        def register(func: H) -> H:
+            # Stateless: one instance serves every session.
+            instance = FunctionEndpoint(func)
+            self.add_endpoint(EndpointConfig(path, lambda: instance, **config))
+            return func
+
+        return register
+
+    def add_endpoint(self, config: EndpointConfig) -> None:
+        """Register an endpoint from its configuration (what the decorators do).
+
+        Raises:
+            ValueError: Its path template is invalid or already routed.
+        """
+        self._endpoints.add(config.path, config)
+
+    def get(self, path: str) -> Callable[[RouteHandler], RouteHandler]:
+        """Register a plain HTTP GET (and HEAD) route; use as a decorator.
+
+        The function is called as ``func(request, **path_params)`` (sync or async) and returns
+        a str (text/plain), bytes, a dict or list (JSON), or a
+        :class:`~fullduplex.protocol.handshake.Response` (see :func:`fullduplex.app.response`).
+
+        Raises:
+            ValueError: The template is invalid or already routed.
+        """
+        return self._http.get(path)
+
+    def static(self, prefix: str, directory: str | os.PathLike[str]) -> None:
+        """Serve the files of ``directory`` under URL path ``prefix`` (GET and HEAD).
+
+        Raises:
+            ValueError: ``prefix`` does not start with "/", or ``directory`` is not one.
+        """
+        self._http.static(prefix, directory)
+
+    # ---- groups --------------------------------------------------------------------------------
+
+    def sessions(self, path: str) -> Group:
+        """Return the group of every open session of the endpoint registered at ``path``.
+
+        Args:
+            path: The endpoint's path template, exactly as registered (``/chat/{room}``).
+
+        Raises:
+            KeyError: No endpoint is registered at ``path``.
+        """
+        if path not in self._endpoints:
+            raise KeyError(f"no endpoint is registered at {path!r}")
+        return Group(self._registry, _endpoint_key(path), path)
+
+    def group(self, name: str) -> Group:
+        """Return the group ``name`` (empty until a session joins it)."""
+        return Group(self._registry, name, name)
+
+    # ---- serving -------------------------------------------------------------------------------
+
+    def serve(self, host: str | None = "127.0.0.1", port: int = 8000, **options: Any) -> Server:
+        """Create the server for this app; ``async with app.serve(...) as server`` runs it.
+
+        Args:
+            host: The interface to listen on.
+            port: The TCP port; 0 picks a free one (read ``server.port``).
+            **options: Options of :func:`fullduplex.serve`. A ``process_request`` given here
+                runs first (e.g. authentication); when it returns None the app routes the
+                request. A ``select_subprotocol`` given here replaces the endpoints'
+                ``subprotocols``.
+
+        Returns:
+            The :class:`~fullduplex.asyncio.server.Server`, not yet listening: await it or
+            use it as an async context manager. Closing it closes every session with 1001.
+        """
+        before = options.pop("process_request", None)
+
+        async def process_request(ws: ServerWebSocket, request: Request) -> Response | None:
+            if before is not None:
+                answer = before(ws, request)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+                if answer is not None:
+                    return answer  # type: ignore[no-any-return]
+            return await self._route(ws, request)
+
+        options.setdefault("select_subprotocol", self._select_subprotocol)
+        return serve(self._run_session, host, port, process_request=process_request, **options)
+
+    async def serve_forever(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int = 8000,
+        *,
+        on_listening: Callable[[Server], object] | None = None,
+        **options: Any,
+    ) -> None:
+        """Serve until SIGINT or SIGTERM (or until cancelled); then close every session with
+        1001 and return.
+
+        Signal handlers are installed only when called from the main thread.
+
+        Args:
+            host: The interface to listen on.
+            port: The TCP port (0: any free one).
+            on_listening: Called with the server once it listens (e.g. to print its URL).
+            **options: As for :meth:`serve`.
+        """
+        loop = asyncio.get_running_loop()
+        stop: asyncio.Future[None] = loop.create_future()
+
+        def request_stop() -> None:
+            if not stop.done():
+                stop.set_result(None)
+
+        installed: list[signal.Signals] = []
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(signum, request_stop)
+                except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Unix
+                    continue
+                installed.append(signum)
+        try:
+            async with self.serve(host, port, **options) as server:
+                if on_listening is not None:
+                    on_listening(server)
+                await stop
+                # Leaving the block closes the server: 1001 to every session, tasks awaited.
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    def run(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int = 8000,
+        *,
+        on_listening: Callable[[Server], object] | None = None,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+        **options: Any,
+    ) -> None:
+        """Run the app until Ctrl-C or SIGTERM, which close every session with 1001.
+
+        Args:
+            host: The interface to listen on.
+            port: The TCP port (0: any free one).
+            on_listening: Called with the server once it listens; by default one line with
+                the app's URLs is printed to standard output.
+            loop_factory: Creates the event loop, e.g. ``uvloop.new_event_loop``.
+            **options: As for :meth:`serve`.
+        """
+        announce = on_listening if on_listening is not None else _print_urls
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(self.serve_forever(host, port, on_listening=announce, **options))
+
+    # ---- routing -------------------------------------------------------------------------------
+
+    async def _route(self, ws: ServerWebSocket, request: Request) -> Response | None:
+        """process_request: pick the endpoint before the upgrade, or answer plain HTTP."""
+        path = request.path.partition("?")[0]
+        found = self._endpoints.match(path)
+        if not _is_upgrade(request):
+            return await self._http.respond(ws, request, path, endpoint=found is not None)
+        if found is None:
+            return ws.respond(404, "Not Found\n")
+        config = found[0].target
+        ws.max_message_size = config.max_message_size
+        if config.compression is None:
+            # The client's offer is withdrawn, so the handshake answers as if it never made
+            # one: this endpoint's connections stay uncompressed whatever the server allows.
+            request.headers.pop("Sec-WebSocket-Extensions", None)
+        return None
+
+    def _select_subprotocol(self, request: Request, offered: Sequence[str]) -> str | None:
+        found = self._endpoints.match(request.path.partition("?")[0])
+        if found is None:
+            return None
+        for subprotocol in found[0].target.subprotocols:
+            if subprotocol in offered:
+                return subprotocol
+        return None
+
+    # ---- running a session ---------------------------------------------------------------------
+
+    async def _run_session(self, ws: WebSocket) -> None:
+        """The server's handler: one session from on_open to on_close."""
+        request = ws.request
+        assert request is not None
+        path, _, query = request.path.partition("?")
+        found = self._endpoints.match(path)
+        if found is None:  # pragma: no cover - process_request answered 404
+            await ws.close(1011, "internal error")
+            return
+        route, params = found
+        config = route.target
+        try:
+            endpoint = config.factory()
+        except Exception:
+            self._logger.error(
+                "[%s] creating the endpoint for %s failed", ws.id, path, exc_info=True
+            )
+            await ws.close(1011, _REASONS[1011])
+            return
+        session = Session(
+            ws, config, self._registry, path=path, path_params=params, query_string=query
+        )
+        key = _endpoint_key(config.path)
+        session._opened(key)
+        closed: ConnectionClosed | None = None
+        try:
+            closed = await self._converse(endpoint, session, config)
+        finally:
+            session._ended(key)
+            reason = session._close_reason(closed)
+            try:
+                await _invoke(endpoint.on_close, session, reason)
+            except Exception as exc:
+                self._logger.error("[%s] on_close failed", session.id, exc_info=True)
+                await self._report(endpoint, session, exc)
+
+    async def _converse(
+        self, endpoint: Endpoint, session: Session, config: EndpointConfig
+    ) -> ConnectionClosed | None:
+        """on_open, then on_message for each message. Returns how the connection closed, or
+        None when this side closed it after an error."""
+        try:
+            await _invoke(endpoint.on_open, session)
+        except ConnectionClosed as exc:
+            if session.closed:
+                return exc
+            await self._error(endpoint, session, exc, "on_open")
+            return None
+        except Exception as exc:
+            await self._error(endpoint, session, exc, "on_open")
+            return None
+        ws = session._ws
+        recv = ws.recv
+        codec = config.codec
+        decode = None if type(codec) is PassthroughCodec else codec.decode
+        on_message = endpoint.handler if type(endpoint) is FunctionEndpoint else endpoint.on_message
+        is_async = inspect.iscoroutinefunction(on_message)
+        idle = config.idle_timeout is not None
+        while True:
+            try:
+                message = await recv()
+            except ConnectionClosed as exc:
+                return exc
+            if idle:
+                session._touch()
+            try:
+                if decode is not None:
+                    message = decode(message)
+                result = on_message(session, message)
+                if is_async or (result is not None and inspect.isawaitable(result)):
+                    result = await result
+                if result is not None:
+                    await session.send(result)
+            except ConnectionClosed as exc:
+                if session.closed:
+                    return exc  # this session's connection closed while sending
+                await self._error(endpoint, session, exc, "on_message")
+                return None
+            except Exception as exc:
+                await self._error(endpoint, session, exc, "on_message")
+                return None
+
+    async def _error(
+        self, endpoint: Endpoint, session: Session, error: Exception, where: str
+    ) -> None:
+        """Log once, tell on_error, close the session with the error's code."""
+        code = close_code_for(error)
+        if isinstance(error, ProtocolError):
+            # The peer's fault (an undecodable message): one line, no traceback.
+            what = "undecodable message" if isinstance(error, DecodeError) else where
+            self._logger.info("[%s] %s: %s; closing with %d", session.id, what, error, code)
+        else:
+            self._logger.error(
+                "[%s] %s failed; closing with %d", session.id, where, code, exc_info=error
+            )
+        await self._report(endpoint, session, error)
+        await session.close(code, _REASONS.get(code, ""))
+
+    async def _report(self, endpoint: Endpoint, session: Session, error: Exception) -> None:
+        """Call on_error; an exception there is logged and goes no further."""
+        try:
+            await _invoke(endpoint.on_error, session, error)
+        except Exception:
+            self._logger.error("[%s] on_error failed", session.id, exc_info=True)
+
+
+async def _invoke(func: Callable[..., Any], *args: Any) -> Any:
+    result = func(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _print_urls(server: Server) -> None:
+    """Print one line with the server's HTTP and WebSocket URLs (flushed at once)."""
+    name = server.sockets[0].getsockname()
+    host = f"[{name[0]}]" if ":" in name[0] else name[0]
+    where = f"{host}:{name[1]}"
+    print(f"fullduplex app listening on http://{where} and ws://{where}", flush=True)
+    # Interactive use: say how to stop.
+    if sys.stdout.isatty():  # pragma: no cover - tests are not on a terminal
+        print("Press Ctrl+C to stop.", flush=True)

@@ -7,6 +7,20 @@
         reply = await ws.recv()
 
 ``await connect(uri)`` works too; the connection is then the caller's to close.
+
+``async for ws in connect(uri)`` reconnects: it yields a new connection each time the previous
+one has closed, retrying failed attempts with exponential backoff, until a fatal error::
+
+    async for ws in fullduplex.connect("ws://127.0.0.1:8765/feed"):
+        try:
+            async for message in ws:
+                handle(message)
+        except fullduplex.ConnectionClosed:
+            continue
+
+Connections go through the proxy that ``proxy=`` names, by default the one the environment
+sets (``https_proxy``, ``http_proxy``, ``all_proxy``, ``no_proxy``): see
+:mod:`fullduplex.proxy`.
 """
 
 from __future__ import annotations
@@ -14,16 +28,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import random
 import socket
 import ssl as ssl_module
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from types import EllipsisType, TracebackType
-from typing import Any
+from typing import Any, Final
 
-from ..exceptions import InvalidHandshake, InvalidMessage
+from ..exceptions import InvalidHandshake, InvalidMessage, InvalidStatus
 from ..protocol.connection import Connection, Role
-from ..protocol.handshake import ClientHandshake
-from ..uri import parse_uri
+from ..protocol.handshake import USER_AGENT, ClientHandshake
+from ..proxy import Proxy, get_proxy
+from ..uri import WebSocketURI, parse_uri
 from .connection import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -36,9 +52,78 @@ from .connection import (
 )
 from .connection import _deflate_options as deflate_options
 
-__all__ = ["ClientWebSocket", "Connect", "connect"]
+__all__ = [
+    "DEFAULT_BACKOFF_FACTOR",
+    "DEFAULT_BACKOFF_INITIAL",
+    "DEFAULT_BACKOFF_MAX",
+    "ClientWebSocket",
+    "Connect",
+    "backoff_delays",
+    "connect",
+    "is_retryable",
+]
 
 _logger = logging.getLogger("fullduplex.client")
+
+DEFAULT_BACKOFF_INITIAL: Final = 1.0
+DEFAULT_BACKOFF_FACTOR: Final = 2.0
+DEFAULT_BACKOFF_MAX: Final = 60.0
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Tell whether a failed connection attempt is worth retrying: the reconnection rule.
+
+    Transient failures are retried: network errors (OSError, including a refused connection,
+    a DNS failure and TimeoutError), a handshake cut short or garbled (InvalidMessage), and a
+    5xx status from the server or the proxy (InvalidStatus). Everything else is fatal, since
+    trying again would fail the same way: a 4xx status (401, 403, 404, 407...), a response
+    that breaks the protocol (InvalidResponse, NegotiationError, SecurityError), a refusal
+    by a SOCKS proxy, a certificate that does not verify, an invalid URI or option.
+
+    Args:
+        exc: What the attempt raised.
+
+    Returns:
+        True to retry after a delay; False to give up and raise ``exc``.
+    """
+    if isinstance(exc, ssl_module.SSLCertVerificationError):
+        return False  # an OSError, but a configuration problem that time does not fix
+    if isinstance(exc, InvalidStatus):
+        return 500 <= exc.status_code <= 599
+    return isinstance(exc, (OSError, InvalidMessage, EOFError))
+
+
+def backoff_delays(
+    initial: float = DEFAULT_BACKOFF_INITIAL,
+    factor: float = DEFAULT_BACKOFF_FACTOR,
+    maximum: float = DEFAULT_BACKOFF_MAX,
+    *,
+    uniform: Callable[[float, float], float] = random.uniform,
+) -> Iterator[float]:
+    """Yield the delays between consecutive attempts: exponential backoff with full jitter.
+
+    The n-th delay (from 0) is drawn uniformly between 0 and ``min(maximum, initial *
+    factor**n)`` ("full jitter"): clients that lost their server together spread their
+    attempts instead of returning in waves.
+
+    Args:
+        initial: The bound of the first delay, in seconds.
+        factor: How much the bound grows after each failed attempt (at least 1).
+        maximum: The largest bound.
+        uniform: The random draw, ``uniform(low, high)``; for tests.
+
+    Yields:
+        Delays in seconds, forever.
+
+    Raises:
+        ValueError: A bound is negative or the factor below 1 (at the first ``next()``).
+    """
+    if initial < 0 or maximum < 0 or factor < 1:
+        raise ValueError("backoff needs initial >= 0, maximum >= 0 and factor >= 1")
+    bound = min(initial, maximum)
+    while True:
+        yield uniform(0.0, bound)
+        bound = min(bound * factor, maximum)
 
 
 class ClientWebSocket(WebSocket):
@@ -102,7 +187,8 @@ class ClientWebSocket(WebSocket):
 
 
 class Connect:
-    """What :func:`connect` returns: await it for a connection, or use it with ``async with``.
+    """What :func:`connect` returns: await it for a connection, use it with ``async with``, or
+    iterate over it with ``async for`` to reconnect (see :meth:`__aiter__`).
 
     Leaving the ``async with`` block closes the connection (with 1000).
     """
@@ -129,9 +215,19 @@ class Connect:
         ssl: ssl_module.SSLContext | bool | None = None,
         server_hostname: str | None = None,
         sock: socket.socket | None = None,
+        proxy: str | bool | None = True,
+        backoff_initial: float = DEFAULT_BACKOFF_INITIAL,
+        backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
+        backoff_max: float = DEFAULT_BACKOFF_MAX,
         logger: LoggerLike | None = None,
     ) -> None:
         self._uri = parse_uri(uri)
+        # Resolved now, so that a bad proxy URL (given or from the environment) fails at once;
+        # an explicit sock= is already connected and goes nowhere else.
+        self._proxy: Proxy | None = None if sock is not None else get_proxy(self._uri, proxy)
+        self._proxy_user_agent = user_agent if isinstance(user_agent, str | None) else USER_AGENT
+        self._backoff = (backoff_initial, backoff_factor, backoff_max)
+        backoff_delays(*self._backoff).__next__()  # validate the parameters now
         if ssl and not self._uri.secure:
             raise ValueError("ssl= was given for a ws:// URI: use wss:// for TLS")
         if self._uri.secure and (ssl is None or ssl is True):
@@ -182,8 +278,13 @@ class Connect:
         else:
             kwargs["host"], kwargs["port"] = uri.host, uri.port
         ws: ClientWebSocket | None = None
+        tunnel: socket.socket | None = None
         try:
             async with asyncio.timeout(self._open_timeout):
+                if self._proxy is not None:
+                    tunnel = await _open_tunnel(self._proxy, uri, self._proxy_user_agent)
+                    kwargs["sock"] = tunnel
+                    del kwargs["host"], kwargs["port"]
                 _, ws = await loop.create_connection(
                     lambda: ClientWebSocket(handshake, **self._options), **kwargs
                 )
@@ -191,6 +292,10 @@ class Connect:
         except BaseException:
             if ws is not None and ws._transport is not None and not ws._lost:
                 ws._transport.abort()
+            elif ws is None and tunnel is not None:
+                # create_connection closes (asyncio) or detaches (uvloop) a socket it took
+                # over, which makes this a no-op; it matters only if it failed before that.
+                tunnel.close()
             raise
         return ws
 
@@ -213,6 +318,56 @@ class Connect:
         if self._ws is not None:
             await self._ws.close()
 
+    async def __aiter__(self) -> AsyncIterator[WebSocket]:
+        """``async for ws in connect(uri)``: a new open connection each time the last one closed.
+
+        The first attempt starts at once. Every later one waits a random delay drawn by
+        :func:`backoff_delays` (``backoff_initial``, ``backoff_factor``, ``backoff_max``):
+        at most ``backoff_initial`` after a connection that was open (even one that closed
+        normally: clients dropped together by a restarting server come back spread out, and
+        a server that accepts and closes at once is not hammered), then a bound that grows
+        with each consecutive failed attempt. Failures that :func:`is_retryable` accepts are
+        logged (INFO) and retried; any other is raised and ends the iteration.
+
+        When the loop body moves on (after catching ConnectionClosed, or with ``continue``
+        while the connection is still open), the connection is closed (1000) before the next
+        one opens; leaving the loop (``break``, an exception) closes it too, when the
+        iterator is finalized.
+
+        Raises:
+            ValueError: ``sock=`` was given: a socket cannot be connected twice.
+            InvalidHandshake, OSError...: A failure that is not worth retrying.
+        """
+        if self._sock is not None:
+            raise ValueError("cannot reconnect with sock=: iterate without it")
+        logger = self._options["logger"]
+        # Delays since the last open connection; None before the first attempt.
+        delays: Iterator[float] | None = None
+        delay = 0.0
+        while True:
+            if delays is not None:
+                await asyncio.sleep(delay)
+            try:
+                ws = await self._connect()
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                if delays is None:
+                    delays = backoff_delays(*self._backoff)
+                delay = next(delays)
+                logger.info(
+                    "connection to %s failed: %r; retrying in %.2f s", self._uri, exc, delay
+                )
+                continue
+            try:
+                yield ws
+            finally:
+                await ws.close()
+            # A fresh sequence: after an open connection the next wait is a short one.
+            delays = backoff_delays(*self._backoff)
+            delay = next(delays)
+            logger.debug("connection to %s closed; reconnecting in %.2f s", self._uri, delay)
+
 
 def connect(uri: str, **options: Any) -> Connect:
     """Open a WebSocket connection to ``uri``; await the result or use it in ``async with``.
@@ -232,14 +387,80 @@ def connect(uri: str, **options: Any) -> Connect:
             - ``ping_interval``/``ping_timeout`` (20 s), ``open_timeout``/``close_timeout``
               (10 s); None disables one.
             - ``sock``: an already connected socket to use; ``logger``.
+            - ``proxy``: True (default) to take the proxy from the environment
+              (``wss_proxy``/``https_proxy`` for wss://, ``ws_proxy``/``http_proxy`` for
+              ws://, then ``all_proxy``; ``no_proxy`` honoured), a URL
+              (``http://[user:pass@]host:port``, ``socks5://...``, or ``socks5h://...`` to
+              let the proxy resolve the server's name), or None for a direct connection.
+              See :mod:`fullduplex.proxy`.
+            - ``backoff_initial`` (1 s), ``backoff_factor`` (2), ``backoff_max`` (60 s): the
+              delays between attempts of ``async for ws in connect(...)``; see
+              :meth:`Connect.__aiter__`.
 
     Returns:
-        A :class:`Connect`; awaiting it returns the open :class:`WebSocket`.
+        A :class:`Connect`; awaiting it returns the open :class:`WebSocket`; ``async for``
+        over it yields a connection, and a new one each time the previous one closed.
 
     Raises:
         InvalidURI: ``uri`` is not a valid WebSocket URI (raised at once).
+        ValueError: An invalid option, such as a proxy URL (raised at once).
         InvalidStatus: The server answered with another status than 101 (when awaited).
-        InvalidHandshake: Any other handshake failure.
+        InvalidHandshake: Any other handshake failure (a proxy's refusal included).
         OSError: The connection failed. TimeoutError: ``open_timeout`` expired.
     """
     return Connect(uri, **options)
+
+
+async def _open_socket(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+    """Return a non-blocking TCP socket connected to ``host:port`` (each address in turn)."""
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    errors: list[OSError] = []
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+        except BaseException:
+            sock.close()
+            raise
+        else:
+            return sock
+    if len(errors) == 1:
+        raise errors[0]
+    raise OSError(f"cannot connect to {host}:{port}: " + "; ".join(map(str, errors)))
+
+
+async def _open_tunnel(proxy: Proxy, uri: WebSocketURI, user_agent: str | None) -> socket.socket:
+    """Connect to ``proxy`` and have it open a tunnel to ``uri``'s host; return the socket.
+
+    The socket is non-blocking and carries the tunnel: TLS and the opening handshake follow on
+    it. Raises what :mod:`fullduplex.proxy` documents, and OSError for the proxy itself.
+    """
+    loop = asyncio.get_running_loop()
+    sock = await _open_socket(loop, proxy.host, proxy.port)
+    try:
+        host = uri.host
+        if not proxy.remote_dns:
+            # socks5 (not socks5h): the proxy wants an address; use the first the resolver
+            # gives, as a direct connection would try first.
+            infos = await loop.getaddrinfo(host, uri.port, type=socket.SOCK_STREAM)
+            host = str(infos[0][4][0])
+        tunnel = proxy.handshake(host, uri.port, user_agent=user_agent)
+        while True:
+            data = tunnel.data_to_send()
+            if data:
+                await loop.sock_sendall(sock, data)
+            data = await loop.sock_recv(sock, 4096)
+            if not data:
+                tunnel.receive_eof()  # raises: the tunnel is not open yet
+            if tunnel.receive_data(data):
+                break
+        if tunnel.trailing_data:
+            raise InvalidMessage("the proxy sent data before the client spoke through the tunnel")
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -124,11 +124,6 @@ class TestStatic:
         assert headers["content-type"] == "text/css; charset=utf-8"
         assert body == b""
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="ServerHandshake.serialize sets Content-Length to the length of the (empty) "
-        "body, so HEAD cannot announce the GET length (needs a change in handshake.py)",
-    )
     async def test_head_content_length(self, static_server: Server) -> None:
         _, headers, _ = await http_get(static_server, "/style.css", method="HEAD")
         assert headers["content-length"] == "7"

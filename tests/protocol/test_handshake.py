@@ -985,3 +985,23 @@ class TestSection4_1ClientValidation:
         headers = [*switching(client.key), ("X-1", "1"), ("X-2", "2")]
         with pytest.raises(SecurityError, match=r"^too many header fields \(5\)$"):
             client.receive_data(http_response("101 Switching Protocols", headers))
+
+
+class TestHeadResponseLength:
+    """RFC 9110 section 8.6: the answer to HEAD announces the length of the body it omits."""
+
+    def test_caller_content_length_kept_for_empty_body(self) -> None:
+        handshake = ServerHandshake()
+        assert handshake.receive_data(b"HEAD /f HTTP/1.1\r\nHost: a\r\n\r\n") is not None
+        response = handshake.reject(200, b"", headers=[("Content-Length", "7")])
+        data = handshake.serialize(response)
+        assert b"\r\nContent-Length: 7\r\n" in data
+        assert data.endswith(b"\r\n\r\n")
+
+    def test_body_length_wins_over_a_wrong_header(self) -> None:
+        handshake = ServerHandshake()
+        assert handshake.receive_data(b"GET /f HTTP/1.1\r\nHost: a\r\n\r\n") is not None
+        response = handshake.reject(200, b"abc", headers=[("Content-Length", "7")])
+        data = handshake.serialize(response)
+        assert b"Content-Length: 3\r\n" in data
+        assert data.endswith(b"\r\n\r\nabc")

@@ -191,9 +191,12 @@ def _to_response(result: Any) -> Response:
 
 def _finish(ws: ServerWebSocket, request: Request, result: Response) -> Response:
     """The response as sent: ``Connection: close`` added, the body dropped for HEAD."""
-    body = b"" if request.method == "HEAD" else result.body
     headers = [(name, value) for name, value in result.headers.raw_items()]
-    return ws.respond(result.status, body, headers=headers)
+    if request.method != "HEAD":
+        return ws.respond(result.status, result.body, headers=headers)
+    if "Content-Length" not in result.headers:
+        headers.append(("Content-Length", str(len(result.body))))
+    return ws.respond(result.status, b"", headers=headers)
 
 
 async def _static_file(request: Request, path: str, prefix: str, root: Path) -> Response:
@@ -223,7 +226,13 @@ async def _static_file(request: Request, path: str, prefix: str, root: Path) -> 
             body = await asyncio.to_thread(resolved.read_bytes)
     except (OSError, ValueError):
         return response(404, "Not Found\n")
-    return response(200, body, content_type=_content_type(resolved.name))
+    # The file's size, not the body's: HEAD leaves the body out but announces its length.
+    return response(
+        200,
+        body,
+        content_type=_content_type(resolved.name),
+        headers=[("Content-Length", str(size))],
+    )
 
 
 def _inside(root: Path, resolved: Path) -> bool:

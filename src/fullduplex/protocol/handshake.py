@@ -592,7 +592,7 @@ class ServerHandshake:
         Args:
             response: From :meth:`accept`, :meth:`reject` or :meth:`reject_for`. A 101 is
                 written as an informational response; any other status with its body and
-                a Content-Length.
+                a Content-Length (the caller's is kept when the body is empty, for HEAD).
 
         Returns:
             The bytes to write. After a 101 the connection speaks WebSocket; after anything
@@ -613,7 +613,10 @@ class ServerHandshake:
                     )
                 )
             headers = response.headers.copy()
-            headers["Content-Length"] = str(len(response.body))
+            # An empty body keeps a Content-Length the caller set: the answer to a HEAD
+            # announces the length of the GET body it leaves out (RFC 9110 section 8.6).
+            if response.body or "Content-Length" not in headers:
+                headers["Content-Length"] = str(len(response.body))
             data = conn.send(
                 h11.Response(
                     status_code=response.status,

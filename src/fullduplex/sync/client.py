@@ -30,19 +30,25 @@ from __future__ import annotations
 
 import base64
 import logging
-import random
 import socket
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import EllipsisType, TracebackType
 from typing import Any, Final
 
-from ..exceptions import InvalidMessage, InvalidStatus
+from ..exceptions import InvalidMessage
 from ..protocol.connection import Connection, Role
 from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import USER_AGENT, ClientHandshake
 from ..proxy import Proxy, get_proxy
+from ..retry import (
+    DEFAULT_BACKOFF_FACTOR,
+    DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_BACKOFF_MAX,
+    backoff_delays,
+    is_retryable,
+)
 from ..uri import WebSocketURI, parse_uri
 from .connection import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -66,69 +72,7 @@ __all__ = [
 
 _logger = logging.getLogger("fullduplex.client")
 
-# The reconnection rule and its defaults are those of the asyncio client
-# (fullduplex.asyncio.client); tests/sync/test_client.py checks that both agree.
-DEFAULT_BACKOFF_INITIAL: Final = 1.0
-DEFAULT_BACKOFF_FACTOR: Final = 2.0
-DEFAULT_BACKOFF_MAX: Final = 60.0
-
 _READ_SIZE: Final = 65536
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Tell whether a failed connection attempt is worth retrying: the reconnection rule.
-
-    Transient failures are retried: network errors (OSError, including a refused connection,
-    a DNS failure and TimeoutError), a handshake cut short or garbled (InvalidMessage), and a
-    5xx status from the server or the proxy (InvalidStatus). Everything else is fatal, since
-    trying again would fail the same way: a 4xx status (401, 403, 404, 407...), a response
-    that breaks the protocol (InvalidResponse, NegotiationError, SecurityError), a refusal
-    by a SOCKS proxy, a certificate that does not verify, an invalid URI or option.
-
-    Args:
-        exc: What the attempt raised.
-
-    Returns:
-        True to retry after a delay; False to give up and raise ``exc``.
-    """
-    if isinstance(exc, ssl_module.SSLCertVerificationError):
-        return False  # an OSError, but a configuration problem that time does not fix
-    if isinstance(exc, InvalidStatus):
-        return 500 <= exc.status_code <= 599
-    return isinstance(exc, (OSError, InvalidMessage, EOFError))
-
-
-def backoff_delays(
-    initial: float = DEFAULT_BACKOFF_INITIAL,
-    factor: float = DEFAULT_BACKOFF_FACTOR,
-    maximum: float = DEFAULT_BACKOFF_MAX,
-    *,
-    uniform: Callable[[float, float], float] = random.uniform,
-) -> Iterator[float]:
-    """Yield the delays between consecutive attempts: exponential backoff with full jitter.
-
-    The n-th delay (from 0) is drawn uniformly between 0 and ``min(maximum, initial *
-    factor**n)`` ("full jitter"): clients that lost their server together spread their
-    attempts instead of returning in waves.
-
-    Args:
-        initial: The bound of the first delay, in seconds.
-        factor: How much the bound grows after each failed attempt (at least 1).
-        maximum: The largest bound.
-        uniform: The random draw, ``uniform(low, high)``; for tests.
-
-    Yields:
-        Delays in seconds, forever.
-
-    Raises:
-        ValueError: A bound is negative or the factor below 1 (at the first ``next()``).
-    """
-    if initial < 0 or maximum < 0 or factor < 1:
-        raise ValueError("backoff needs initial >= 0, maximum >= 0 and factor >= 1")
-    bound = min(initial, maximum)
-    while True:
-        yield uniform(0.0, bound)
-        bound = min(bound * factor, maximum)
 
 
 def _deflate_options(compression: object) -> DeflateOptions | None:

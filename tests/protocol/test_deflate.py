@@ -19,6 +19,7 @@ from fullduplex.protocol.deflate import (
     client_accept,
     client_offer_header,
     client_offers,
+    deflate_options,
     server_accept,
     server_negotiate,
 )
@@ -742,3 +743,15 @@ def test_negotiated_codecs_talk(
     for message in [HELLO, b"abc" * 2000, HELLO]:
         assert receive(server, send(client, message, [100])) == message
         assert receive(client, send(server, message)) == message
+
+
+class TestDeflateOptionsFromCompression:
+    """The ``compression`` option of serve(), connect() and the sync client."""
+
+    def test_values(self) -> None:
+        assert deflate_options(None) is None
+        assert deflate_options("deflate") == DeflateOptions()
+        custom = DeflateOptions(server_no_context_takeover=True)
+        assert deflate_options(custom) is custom
+        with pytest.raises(ValueError, match="unsupported compression 'gzip'"):
+            deflate_options("gzip")

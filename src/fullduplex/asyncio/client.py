@@ -36,6 +36,7 @@ from typing import Any
 
 from ..exceptions import InvalidHandshake, InvalidMessage
 from ..protocol.connection import Connection, Role
+from ..protocol.deflate import deflate_options
 from ..protocol.handshake import USER_AGENT, ClientHandshake
 from ..proxy import Proxy, get_proxy
 from ..retry import (
@@ -56,7 +57,6 @@ from .connection import (
     LoggerLike,
     WebSocket,
 )
-from .connection import _deflate_options as deflate_options
 
 __all__ = [
     "DEFAULT_BACKOFF_FACTOR",

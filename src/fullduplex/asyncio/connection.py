@@ -37,7 +37,6 @@ from ..exceptions import (
     InvalidState,
 )
 from ..protocol.connection import SEND_EOF, Close, Connection, Pong, State
-from ..protocol.deflate import DeflateOptions
 
 if TYPE_CHECKING:
     from ..protocol.handshake import Request, Response
@@ -840,16 +839,3 @@ class WebSocket(asyncio.Protocol):
                 "[%s] close timed out after %ss: dropping", self.id, self._close_timeout
             )
             self._transport.abort()
-
-
-def _deflate_options(compression: object) -> Any:
-    """Turn the ``compression`` option into the handshake's ``deflate`` argument.
-
-    None disables compression, "deflate" uses the default DeflateOptions, and a DeflateOptions
-    instance is used as it is.
-    """
-    if compression is None or isinstance(compression, DeflateOptions):
-        return compression
-    if compression == "deflate":
-        return DeflateOptions()
-    raise ValueError(f"unsupported compression {compression!r}: use 'deflate' or None")

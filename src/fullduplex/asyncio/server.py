@@ -29,6 +29,7 @@ from typing import Any
 
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..protocol.connection import Connection, Role
+from ..protocol.deflate import deflate_options
 from ..protocol.handshake import Request, Response, ServerHandshake
 from .connection import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -40,7 +41,6 @@ from .connection import (
     LoggerLike,
     WebSocket,
 )
-from .connection import _deflate_options as deflate_options
 
 __all__ = ["Handler", "ProcessRequest", "Server", "ServerWebSocket", "serve"]
 

@@ -34,6 +34,7 @@ __all__ = [
     "client_accept",
     "client_offer_header",
     "client_offers",
+    "deflate_options",
     "server_accept",
     "server_negotiate",
 ]
@@ -528,3 +529,20 @@ def server_negotiate(
         compress_level=options.compress_level,
         mem_level=options.mem_level,
     )
+
+
+def deflate_options(compression: object) -> DeflateOptions | None:
+    """Turn a client's or server's ``compression`` option into the handshake's ``deflate``.
+
+    Args:
+        compression: "deflate" for the default :class:`DeflateOptions`, a DeflateOptions to
+            use as it is, or None to disable compression.
+
+    Raises:
+        ValueError: Any other value.
+    """
+    if compression is None or isinstance(compression, DeflateOptions):
+        return compression
+    if compression == "deflate":
+        return DeflateOptions()
+    raise ValueError(f"unsupported compression {compression!r}: use 'deflate' or None")

@@ -39,7 +39,7 @@ from typing import Any, Final
 
 from ..exceptions import InvalidMessage
 from ..protocol.connection import Connection, Role
-from ..protocol.deflate import DeflateOptions
+from ..protocol.deflate import deflate_options
 from ..protocol.handshake import USER_AGENT, ClientHandshake
 from ..proxy import Proxy, get_proxy
 from ..retry import (
@@ -73,15 +73,6 @@ __all__ = [
 _logger = logging.getLogger("fullduplex.client")
 
 _READ_SIZE: Final = 65536
-
-
-def _deflate_options(compression: object) -> DeflateOptions | None:
-    """Turn the ``compression`` option into the handshake's ``deflate`` argument."""
-    if compression is None or isinstance(compression, DeflateOptions):
-        return compression
-    if compression == "deflate":
-        return DeflateOptions()
-    raise ValueError(f"unsupported compression {compression!r}: use 'deflate' or None")
 
 
 class _Deadline:
@@ -171,7 +162,7 @@ class Connect:
         handshake_options: dict[str, Any] = {
             "origin": origin,
             "subprotocols": subprotocols,
-            "deflate": _deflate_options(compression),
+            "deflate": deflate_options(compression),
             "extra_headers": headers,
             "max_header_size": max_header_size,
             "max_header_count": max_header_count,

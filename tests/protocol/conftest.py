@@ -6,7 +6,10 @@ here replace it, so the bytes a test expects are fixed (RFC 6455 section 5.7 use
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -18,6 +21,7 @@ from fullduplex.protocol.frames import Frame, FrameParser, Opcode, parse_close, 
 
 __all__ = [
     "RFC_MASK",
+    "SPEEDUPS",
     "Pair",
     "SpyDeflate",
     "assert_failing",
@@ -206,3 +210,28 @@ class SpyDeflate(PerMessageDeflate):
         """Record the call, then decompress as PerMessageDeflate does."""
         self.decompress_calls.append((fin, max_length))
         return super().decompress(data, fin, max_length)
+
+
+def _load_speedups() -> ModuleType | None:
+    try:
+        return importlib.import_module("fullduplex.protocol._speedups")
+    except ImportError:
+        return None
+
+
+#: The C accelerator module, or None when it is not built.
+SPEEDUPS = _load_speedups()
+
+
+@pytest.fixture(scope="module")
+def speedups() -> ModuleType:
+    """The built extension module; skip or fail (see the module docstring) if it is missing."""
+    if SPEEDUPS is None:
+        if os.environ.get("FULLDUPLEX_NO_EXTENSIONS"):
+            pytest.skip("C extension not built and FULLDUPLEX_NO_EXTENSIONS is set")
+        pytest.fail(
+            "fullduplex.protocol._speedups is not built: run `make extension`, "
+            "or set FULLDUPLEX_NO_EXTENSIONS=1 to test the pure-Python code only",
+            pytrace=False,
+        )
+    return SPEEDUPS

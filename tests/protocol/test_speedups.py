@@ -8,7 +8,6 @@ missing extension without that variable fails every test, so a broken build cann
 from __future__ import annotations
 
 import array
-import importlib
 import os
 import subprocess
 import sys
@@ -22,37 +21,15 @@ from hypothesis import strategies as st
 from fullduplex.protocol import frames
 from fullduplex.protocol.frames import _apply_mask_python
 from tests.helpers import seconds
+from tests.protocol.conftest import SPEEDUPS as _SPEEDUPS
 
 __all__: list[str] = []
 
 ApplyMask = Callable[..., bytes]
 
 
-def _load_speedups() -> ModuleType | None:
-    try:
-        return importlib.import_module("fullduplex.protocol._speedups")
-    except ImportError:
-        return None
-
-
-_SPEEDUPS = _load_speedups()
-
 # Masks chosen so every byte position of the mask matters: distinct bytes, high bits, zero.
 MASKS = [b"\x01\x02\x03\x04", b"\xff\x00\xa5\x5a", b"\x00\x00\x00\x00", b"\x37\xfa\x21\x3d"]
-
-
-@pytest.fixture(scope="module")
-def speedups() -> ModuleType:
-    """The built extension module; skip or fail (see the module docstring) if it is missing."""
-    if _SPEEDUPS is None:
-        if os.environ.get("FULLDUPLEX_NO_EXTENSIONS"):
-            pytest.skip("C extension not built and FULLDUPLEX_NO_EXTENSIONS is set")
-        pytest.fail(
-            "fullduplex.protocol._speedups is not built: run `make extension`, "
-            "or set FULLDUPLEX_NO_EXTENSIONS=1 to test the pure-Python code only",
-            pytrace=False,
-        )
-    return _SPEEDUPS
 
 
 @pytest.fixture(scope="module")

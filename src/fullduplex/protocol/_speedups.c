@@ -7,6 +7,8 @@
  *
  * apply_mask(data, mask) -> bytes
  *     XOR data (any C-contiguous buffer) with the 4-byte mask repeated (RFC 6455 section 5.3).
+ * FrameParser
+ *     The twin of frames.FrameParser (the reference), parsing a whole read in one C pass.
  *
  * Speed: the payload is XORed 32 bytes at a time with AVX2 when the CPU has it (chosen once, at
  * import), else 16 at a time with SSE2 (always there on x86-64), else 8 at a time as uint64;
@@ -255,9 +257,418 @@ exit:
     return result;
 }
 
+/* ---- FrameParser ---------------------------------------------------------------------------
+ *
+ * The C twin of frames.FrameParser (the reference): same constructor, same feed() results, same
+ * errors with the same messages, in the same order of checks (tests/protocol/test_speedups.py
+ * compares the two on random streams cut at random places). One pass over each read, payloads
+ * unmasked straight into their bytes objects, frames built as Frame tuples without a Python call.
+ */
+
+typedef struct {
+    PyObject *frame_type;      /* frames.Frame, a NamedTuple: a tuple subclass without a dict */
+    PyObject *protocol_error;  /* exceptions.ProtocolError */
+    PyObject *payload_too_big; /* exceptions.PayloadTooBig */
+} speedups_state;
+
+typedef struct {
+    PyObject_HEAD
+    uint8_t *buf;              /* bytes of an incomplete frame, waiting for the rest */
+    Py_ssize_t len;
+    Py_ssize_t cap;
+    int mask_required;
+    int allow_rsv1;
+    int has_max;               /* max_frame_size is not None */
+    unsigned long long max_frame_size;
+    PyObject *error;           /* None, or the violation that stopped parsing */
+} FrameParserObject;
+
+static struct PyModuleDef speedups_module;
+
+static speedups_state *
+fd_state_of(PyObject *self)
+{
+    PyObject *module = PyType_GetModuleByDef(Py_TYPE(self), &speedups_module);
+    return module == NULL ? NULL : (speedups_state *)PyModule_GetState(module);
+}
+
+static int
+fp_reserve(FrameParserObject *self, Py_ssize_t extra)
+{
+    Py_ssize_t need = self->len + extra;
+    if (need <= self->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = self->cap ? self->cap : 256;
+    while (cap < need) {
+        cap = cap > PY_SSIZE_T_MAX / 2 ? need : cap * 2;
+    }
+    uint8_t *buf = PyMem_Realloc(self->buf, (size_t)cap);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->buf = buf;
+    self->cap = cap;
+    return 0;
+}
+
+static void
+fp_clear_buffer(FrameParserObject *self)
+{
+    PyMem_Free(self->buf);
+    self->buf = NULL;
+    self->len = self->cap = 0;
+}
+
+/* The error object for a header that breaks a rule, NULL with an exception set on failure, or
+ * Py_None (borrowed) when the header is fine. Checks in the order of _header_error. */
+static PyObject *
+fp_header_error(FrameParserObject *self, speedups_state *st, unsigned b0,
+                unsigned long long length, unsigned masked)
+{
+    unsigned opcode = b0 & 0x0F;
+    PyObject *cls = st->protocol_error;
+    PyObject *msg = NULL;
+    if (!(opcode <= 2 || (opcode >= 8 && opcode <= 10))) {
+        msg = PyUnicode_FromFormat("reserved opcode 0x%x", opcode);
+    }
+    else if ((b0 & 0x30) || ((b0 & 0x40) && !self->allow_rsv1)) {
+        msg = PyUnicode_FromString("reserved bit set without a negotiated extension");
+    }
+    else if (opcode >= 8 && !(b0 & 0x80)) {
+        msg = PyUnicode_FromString("fragmented control frame");
+    }
+    else if (opcode >= 8 && length > 125) {
+        msg = PyUnicode_FromString("control frame payload longer than 125 bytes");
+    }
+    else if (opcode >= 8 && (b0 & 0x40)) {
+        msg = PyUnicode_FromString("reserved bit set on a control frame");
+    }
+    else if ((masked != 0) != (self->mask_required != 0)) {
+        msg = PyUnicode_FromString(self->mask_required ? "client frame is not masked"
+                                                       : "server frame is masked");
+    }
+    else if (length >> 63) {
+        msg = PyUnicode_FromString("frame length has its most significant bit set");
+    }
+    else if (self->has_max && length > self->max_frame_size) {
+        cls = st->payload_too_big;
+        msg = PyUnicode_FromFormat("frame of %llu bytes exceeds the limit of %llu bytes",
+                                   length, self->max_frame_size);
+    }
+    else {
+        return Py_None;
+    }
+    if (msg == NULL) {
+        return NULL;
+    }
+    PyObject *error = PyObject_CallOneArg(cls, msg);
+    Py_DECREF(msg);
+    return error;
+}
+
+/* Parse complete frames from p[0:size) into frames; return how many bytes they used, or -1 with
+ * an exception set. A rule violation is not an exception: it sets self->error and stops. */
+static Py_ssize_t
+fp_parse(FrameParserObject *self, speedups_state *st, const uint8_t *p, Py_ssize_t size,
+         PyObject *frames)
+{
+    Py_ssize_t pos = 0;
+    PyTypeObject *frame_type = (PyTypeObject *)st->frame_type;
+    while (size - pos >= 2) {
+        unsigned b0 = p[pos];
+        unsigned b1 = p[pos + 1];
+        unsigned long long length = b1 & 0x7F;
+        Py_ssize_t header_end = pos + 2;
+        if (length == 126) {
+            header_end = pos + 4;
+            if (header_end > size) {
+                break;
+            }
+            length = ((unsigned)p[pos + 2] << 8) | p[pos + 3];
+        }
+        else if (length == 127) {
+            header_end = pos + 10;
+            if (header_end > size) {
+                break;
+            }
+            length = 0;
+            for (int k = 2; k < 10; k++) {
+                length = (length << 8) | p[pos + k];
+            }
+        }
+        unsigned masked = b1 & 0x80;
+        if (masked) {
+            header_end += 4;
+        }
+        PyObject *error = fp_header_error(self, st, b0, length, masked);
+        if (error == NULL) {
+            return -1;
+        }
+        if (error != Py_None) {
+            Py_SETREF(self->error, error);
+            return -2;
+        }
+        /* length < 2**63 here, so the comparison cannot overflow. */
+        if (header_end > size || length > (unsigned long long)(size - header_end)) {
+            break;
+        }
+        Py_ssize_t end = header_end + (Py_ssize_t)length;
+        PyObject *payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+        if (payload == NULL) {
+            return -1;
+        }
+        if (masked) {
+            fd_xor_mask(p + header_end, (uint8_t *)PyBytes_AS_STRING(payload),
+                        (Py_ssize_t)length, p + header_end - 4);
+        }
+        else if (length) {
+            memcpy(PyBytes_AS_STRING(payload), p + header_end, (size_t)length);
+        }
+        /* A NamedTuple instance is a tuple of its subclass: allocate it as the class would
+         * (tuple.__new__ does the same after building a temporary tuple). */
+        PyObject *frame = frame_type->tp_alloc(frame_type, 4);
+        if (frame == NULL) {
+            Py_DECREF(payload);
+            return -1;
+        }
+        PyTuple_SET_ITEM(frame, 0, PyLong_FromLong((long)(b0 & 0x0F)));
+        PyTuple_SET_ITEM(frame, 1, payload);
+        PyTuple_SET_ITEM(frame, 2, Py_NewRef((b0 & 0x80) ? Py_True : Py_False));
+        PyTuple_SET_ITEM(frame, 3, Py_NewRef((b0 & 0x40) ? Py_True : Py_False));
+        int appended = PyList_Append(frames, frame);
+        Py_DECREF(frame);
+        if (appended < 0) {
+            return -1;
+        }
+        pos = end;
+    }
+    return pos;
+}
+
+PyDoc_STRVAR(fp_feed_doc,
+"feed($self, data, /)\n--\n\n"
+"Parse data after whatever was buffered; return the frames it completes (see frames.py).");
+
+static PyObject *
+fp_feed(FrameParserObject *self, PyObject *data_obj)
+{
+    Py_buffer view;
+    int owned = 0;
+    const char *data;
+    Py_ssize_t data_len;
+    speedups_state *st = fd_state_of((PyObject *)self);
+    if (st == NULL) {
+        return NULL;
+    }
+    if (st->frame_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "fullduplex.protocol._speedups.setup() not called");
+        return NULL;
+    }
+    PyObject *frames = PyList_New(0);
+    if (frames == NULL || self->error != Py_None) {
+        return frames;
+    }
+    if (fd_get_bytes(data_obj, &view, &owned, &data, &data_len) < 0) {
+        Py_DECREF(frames);
+        return NULL;
+    }
+    Py_ssize_t used;
+    if (self->len) {
+        /* Continuing a frame: parse from the buffer, then keep only what is left. */
+        if (fp_reserve(self, data_len) < 0) {
+            goto fail;
+        }
+        memcpy(self->buf + self->len, data, (size_t)data_len);
+        self->len += data_len;
+        used = fp_parse(self, st, self->buf, self->len, frames);
+        if (used == -1) {
+            goto fail;
+        }
+        if (used == -2) {
+            fp_clear_buffer(self);
+        }
+        else if (used > 0) {
+            memmove(self->buf, self->buf + used, (size_t)(self->len - used));
+            self->len -= used;
+        }
+    }
+    else {
+        used = fp_parse(self, st, (const uint8_t *)data, data_len, frames);
+        if (used == -1) {
+            goto fail;
+        }
+        if (used >= 0 && used < data_len) {
+            if (fp_reserve(self, data_len - used) < 0) {
+                goto fail;
+            }
+            memcpy(self->buf, data + used, (size_t)(data_len - used));
+            self->len = data_len - used;
+        }
+    }
+    if (owned) {
+        PyBuffer_Release(&view);
+    }
+    return frames;
+fail:
+    if (owned) {
+        PyBuffer_Release(&view);
+    }
+    Py_DECREF(frames);
+    return NULL;
+}
+
+static int
+fp_init(FrameParserObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"mask_required", "max_frame_size", "allow_rsv1", NULL};
+    int mask_required;
+    PyObject *max_frame_size = Py_None;
+    int allow_rsv1 = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$pOp:FrameParser", keywords, &mask_required,
+                                     &max_frame_size, &allow_rsv1)) {
+        return -1;
+    }
+    if (kwds == NULL || PyDict_GetItemString(kwds, "mask_required") == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "FrameParser() missing required keyword-only argument: 'mask_required'");
+        return -1;
+    }
+    self->mask_required = mask_required;
+    self->allow_rsv1 = allow_rsv1;
+    self->has_max = max_frame_size != Py_None;
+    if (self->has_max) {
+        /* Negative limits accept nothing, like the reference's comparison. */
+        long long value = PyLong_AsLongLong(max_frame_size);
+        if (value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (value < 0) {
+            PyErr_SetString(PyExc_ValueError, "max_frame_size must be >= 0 or None");
+            return -1;
+        }
+        self->max_frame_size = (unsigned long long)value;
+    }
+    fp_clear_buffer(self);
+    Py_XSETREF(self->error, Py_NewRef(Py_None));
+    return 0;
+}
+
+static int
+fp_traverse(FrameParserObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->error);
+    return 0;
+}
+
+static int
+fp_clear(FrameParserObject *self)
+{
+    Py_CLEAR(self->error);
+    return 0;
+}
+
+static void
+fp_dealloc(FrameParserObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    fp_clear(self);
+    PyMem_Free(self->buf);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+fp_get_buffered(FrameParserObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->len);
+}
+
+static PyObject *
+fp_get_error(FrameParserObject *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->error ? self->error : Py_None);
+}
+
+static int
+fp_set_error(FrameParserObject *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete error");
+        return -1;
+    }
+    Py_XSETREF(self->error, Py_NewRef(value));
+    return 0;
+}
+
+static PyGetSetDef fp_getset[] = {
+    {"buffered", (getter)fp_get_buffered, NULL, "How many bytes wait for the rest of their frame.",
+     NULL},
+    {"error", (getter)fp_get_error, (setter)fp_set_error,
+     "The violation that stopped parsing, or None.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef fp_methods[] = {
+    {"feed", (PyCFunction)fp_feed, METH_O, fp_feed_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(fp_doc,
+"FrameParser(*, mask_required, max_frame_size=None, allow_rsv1=False)\n--\n\n"
+"The C twin of fullduplex.protocol.frames.FrameParser: turns a stream into frames.");
+
+static PyType_Slot fp_slots[] = {
+    {Py_tp_doc, (void *)fp_doc},
+    {Py_tp_init, (void *)fp_init},
+    {Py_tp_dealloc, (void *)fp_dealloc},
+    {Py_tp_traverse, (void *)fp_traverse},
+    {Py_tp_clear, (void *)fp_clear},
+    {Py_tp_methods, fp_methods},
+    {Py_tp_getset, fp_getset},
+    {0, NULL},
+};
+
+static PyType_Spec fp_spec = {
+    .name = "fullduplex.protocol._speedups.FrameParser",
+    .basicsize = sizeof(FrameParserObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = fp_slots,
+};
+
+PyDoc_STRVAR(setup_doc,
+"setup($module, frame_type, protocol_error, payload_too_big, /)\n--\n\n"
+"Give FrameParser the classes it creates; frames.py calls it once, at import.");
+
+static PyObject *
+speedups_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "setup() takes exactly 3 arguments");
+        return NULL;
+    }
+    if (!PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type) ||
+        ((PyTypeObject *)args[0])->tp_dictoffset != 0) {
+        PyErr_SetString(PyExc_TypeError, "frame_type must be a tuple subclass without a dict");
+        return NULL;
+    }
+    speedups_state *st = (speedups_state *)PyModule_GetState(module);
+    Py_XSETREF(st->frame_type, Py_NewRef(args[0]));
+    Py_XSETREF(st->protocol_error, Py_NewRef(args[1]));
+    Py_XSETREF(st->payload_too_big, Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL | METH_KEYWORDS,
      apply_mask_doc},
+    {"setup", (PyCFunction)(void (*)(void))speedups_setup, METH_FASTCALL, setup_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -277,19 +688,49 @@ speedups_exec(PyObject *module)
     }
 #endif
     /* Which code path apply_mask uses on this machine, for benchmarks and bug reports. */
-    return PyModule_AddStringConstant(module, "simd", simd);
+    if (PyModule_AddStringConstant(module, "simd", simd) < 0) {
+        return -1;
+    }
+    PyObject *parser_type = PyType_FromModuleAndSpec(module, &fp_spec, NULL);
+    if (parser_type == NULL) {
+        return -1;
+    }
+    int added = PyModule_AddObjectRef(module, "FrameParser", parser_type);
+    Py_DECREF(parser_type);
+    return added;
+}
+
+static int
+speedups_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    speedups_state *st = (speedups_state *)PyModule_GetState(module);
+    Py_VISIT(st->frame_type);
+    Py_VISIT(st->protocol_error);
+    Py_VISIT(st->payload_too_big);
+    return 0;
+}
+
+static int
+speedups_clear(PyObject *module)
+{
+    speedups_state *st = (speedups_state *)PyModule_GetState(module);
+    Py_CLEAR(st->frame_type);
+    Py_CLEAR(st->protocol_error);
+    Py_CLEAR(st->payload_too_big);
+    return 0;
+}
+
+static void
+speedups_free(void *module)
+{
+    speedups_clear((PyObject *)module);
 }
 
 static PyModuleDef_Slot speedups_slots[] = {
     {Py_mod_exec, (void *)speedups_exec},
 #ifdef Py_mod_multiple_interpreters
-    /* No per-module state and no static Python objects: safe in every sub-interpreter. */
+    /* Its Python objects live in per-module state and a heap type: safe in sub-interpreters. */
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
-#endif
-#ifdef Py_mod_gil
-    /* No shared mutable state (fd_have_avx2 is written once, before use, with the same value
-     * every time), so free-threaded builds may keep the GIL off. */
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif
     {0, NULL},
 };
@@ -301,9 +742,12 @@ static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "fullduplex.protocol._speedups",
     .m_doc = speedups_doc,
-    .m_size = 0,
+    .m_size = sizeof(speedups_state),
     .m_methods = speedups_methods,
     .m_slots = speedups_slots,
+    .m_traverse = speedups_traverse,
+    .m_clear = speedups_clear,
+    .m_free = speedups_free,
 };
 
 PyMODINIT_FUNC

@@ -2,7 +2,10 @@
 
 from typing_extensions import Buffer
 
-__all__ = ["apply_mask", "simd"]
+from ..exceptions import ProtocolError
+from .frames import Frame
+
+__all__ = ["FrameParser", "apply_mask", "setup", "simd"]
 
 simd: str
 """Which code path apply_mask uses on this machine: "avx2", "sse2" or "uint64"."""
@@ -24,3 +27,25 @@ def apply_mask(data: Buffer, mask: Buffer) -> bytes:
         TypeError: If ``data`` or ``mask`` does not support the buffer protocol.
         BufferError: If ``data`` is not C-contiguous.
     """
+
+class FrameParser:
+    """The C twin of :class:`fullduplex.protocol.frames.FrameParser` (same API and results)."""
+
+    error: ProtocolError | None
+
+    def __init__(
+        self, *, mask_required: bool, max_frame_size: int | None = None, allow_rsv1: bool = False
+    ) -> None: ...
+    @property
+    def buffered(self) -> int:
+        """How many bytes wait for the rest of their frame."""
+    def feed(self, data: Buffer, /) -> list[Frame]:
+        """Parse ``data`` after whatever was buffered; return the frames it completes."""
+
+def setup(
+    frame_type: type[Frame],
+    protocol_error: type[ProtocolError],
+    payload_too_big: type[ProtocolError],
+    /,
+) -> None:
+    """Give FrameParser the classes it creates; frames.py calls it once, at import."""

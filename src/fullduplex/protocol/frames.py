@@ -11,6 +11,7 @@ import contextlib
 import enum
 import os
 import struct
+from types import ModuleType
 from typing import NamedTuple
 
 from ..exceptions import PayloadTooBig, ProtocolError
@@ -91,11 +92,13 @@ def _apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> byt
     return value.to_bytes(length, "little")
 
 
-apply_mask = _apply_mask_python
+_speedups: ModuleType | None = None
 if not os.environ.get("FULLDUPLEX_NO_EXTENSIONS"):
-    # The C build is optional: without it, the pure-Python reference above is used.
+    # The C build is optional: without it, the pure-Python references in this module are used.
     with contextlib.suppress(ImportError):
-        from ._speedups import apply_mask
+        from . import _speedups
+
+apply_mask = _apply_mask_python if _speedups is None else _speedups.apply_mask
 
 _pack_2 = struct.Struct("!BB").pack
 _pack_4 = struct.Struct("!BBH").pack
@@ -290,3 +293,10 @@ class FrameParser:
                 f"frame of {length} bytes exceeds the limit of {self._max_frame_size} bytes"
             )
         return None
+
+
+#: The reference implementation, kept under its own name when the C twin replaces it.
+PythonFrameParser = FrameParser
+if _speedups is not None:
+    _speedups.setup(Frame, ProtocolError, PayloadTooBig)
+    FrameParser = _speedups.FrameParser  # type: ignore[misc]

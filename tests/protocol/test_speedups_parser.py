@@ -1,0 +1,177 @@
+"""Tests for the C FrameParser in _speedups.c: it behaves exactly like frames.PythonFrameParser.
+
+Same frames, same buffering, same error (class, code and message) at the same point, for streams
+of valid and invalid frames cut anywhere. Skipped or failed like test_speedups.py when the
+extension is missing (see its docstring).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fullduplex.exceptions import PayloadTooBig, ProtocolError
+from fullduplex.protocol import frames
+from fullduplex.protocol.frames import Frame, PythonFrameParser, serialize_frame
+
+__all__: list[str] = []
+
+MASK = b"\x37\xfa\x21\x3d"
+
+
+@pytest.fixture(autouse=True)
+def _set_up(speedups: ModuleType) -> None:
+    """frames.py calls setup() only when it uses the C parser; these tests use it regardless."""
+    speedups.setup(Frame, ProtocolError, PayloadTooBig)
+
+
+def _outcome(parser: Any, chunks: list[bytes]) -> tuple[list[Frame], Any, int]:
+    """Feed every chunk; return all frames, the error as (class, code, message), and buffered."""
+    out: list[Frame] = []
+    for chunk in chunks:
+        out.extend(parser.feed(chunk))
+    error = parser.error
+    described = None if error is None else (type(error), error.code, str(error))
+    return out, described, parser.buffered
+
+
+def _both(speedups: ModuleType, **options: Any) -> tuple[Any, Any]:
+    return speedups.FrameParser(**options), PythonFrameParser(**options)
+
+
+def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(c, len(data)) for c in cuts})
+    pieces, start = [], 0
+    for point in points:
+        pieces.append(data[start:point])
+        start = point
+    pieces.append(data[start:])
+    return pieces
+
+
+_frame = st.builds(
+    lambda opcode, payload, fin, rsv1, masked: serialize_frame(
+        opcode, payload, fin=fin, rsv1=rsv1, mask=MASK if masked else None
+    ),
+    st.sampled_from([0, 1, 2, 8, 9, 10]),
+    st.one_of(st.binary(max_size=140), st.binary(min_size=65530, max_size=65540)),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+)
+
+
+class TestSameAsReference:
+    """Property tests: any stream, any cuts, any options."""
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        stream=st.lists(_frame, max_size=6),
+        noise=st.binary(max_size=12),
+        cuts=st.lists(st.integers(min_value=0, max_value=70000), max_size=6),
+        options=st.fixed_dictionaries(
+            {
+                "mask_required": st.booleans(),
+                "allow_rsv1": st.booleans(),
+                "max_frame_size": st.one_of(st.none(), st.integers(0, 70000)),
+            }
+        ),
+    )
+    def test_random_streams(
+        self,
+        speedups: ModuleType,
+        stream: list[bytes],
+        noise: bytes,
+        cuts: list[int],
+        options: dict[str, Any],
+    ) -> None:
+        data = b"".join(stream) + noise
+        fast, reference = _both(speedups, **options)
+        assert _outcome(fast, _cut(data, cuts)) == _outcome(reference, _cut(data, cuts))
+
+    @settings(max_examples=200, deadline=None)
+    @given(data=st.binary(max_size=64), cuts=st.lists(st.integers(0, 64), max_size=4))
+    def test_random_bytes(
+        self,
+        speedups: ModuleType,
+        data: bytes,
+        cuts: list[int],
+    ) -> None:
+        fast, reference = _both(speedups, mask_required=True, max_frame_size=40)
+        assert _outcome(fast, _cut(data, cuts)) == _outcome(reference, _cut(data, cuts))
+
+
+class TestDetails:
+    def test_frames_are_frame_instances(self, speedups: ModuleType) -> None:
+        parser = speedups.FrameParser(mask_required=True)
+        (frame,) = parser.feed(serialize_frame(1, b"hi", mask=MASK))
+        assert type(frame) is Frame
+        assert frame == Frame(1, b"hi", True, False)
+        assert frame.opcode == 1 and frame.payload == b"hi" and frame.fin is True
+
+    def test_64_bit_length_with_the_top_bit_set(self, speedups: ModuleType) -> None:
+        data = b"\x82\xff\x80" + b"\x00" * 7 + MASK
+        fast, reference = _both(speedups, mask_required=True)
+        assert _outcome(fast, [data]) == _outcome(reference, [data])
+        assert fast.error.code == 1002
+
+    def test_oversized_frame_is_payload_too_big(self, speedups: ModuleType) -> None:
+        parser = speedups.FrameParser(mask_required=False, max_frame_size=3)
+        assert parser.feed(b"\x82\x04") == []
+        assert isinstance(parser.error, PayloadTooBig)
+        assert str(parser.error) == "frame of 4 bytes exceeds the limit of 3 bytes"
+
+    def test_no_frames_after_an_error(self, speedups: ModuleType) -> None:
+        parser = speedups.FrameParser(mask_required=False)
+        assert parser.feed(b"\x81\x01a\x83\x00\x81\x01b") == [Frame(1, b"a", True, False)]
+        assert isinstance(parser.error, ProtocolError)
+        assert parser.feed(b"\x81\x01c") == []
+        assert parser.buffered == 0
+
+    def test_accepts_any_bytes_like(self, speedups: ModuleType) -> None:
+        data = serialize_frame(2, b"abc")
+        for chunk in (data, bytearray(data), memoryview(data)):
+            parser = speedups.FrameParser(mask_required=False)
+            assert parser.feed(chunk) == [Frame(2, b"abc", True, False)]
+
+    def test_mask_required_is_keyword_only_and_required(
+        self,
+        speedups: ModuleType,
+    ) -> None:
+        with pytest.raises(TypeError):
+            speedups.FrameParser()
+        with pytest.raises(TypeError):
+            speedups.FrameParser(True)
+
+    def test_no_reference_leaks(self, speedups: ModuleType) -> None:
+        data = serialize_frame(1, b"x" * 100, mask=MASK) * 3
+        parser = speedups.FrameParser(mask_required=True)
+
+        def run() -> None:
+            for _ in range(200):
+                parser.feed(data[:150])
+                parser.feed(data[150:])
+
+        run()
+        gc.collect()
+        before = sys.gettotalrefcount() if hasattr(sys, "gettotalrefcount") else None
+        blocks = sys.getallocatedblocks()
+        run()
+        gc.collect()
+        if before is not None:
+            assert sys.gettotalrefcount() - before < 50
+        assert sys.getallocatedblocks() - blocks < 50
+
+
+def test_frames_uses_the_c_parser(speedups: ModuleType) -> None:
+    if os.environ.get("FULLDUPLEX_NO_EXTENSIONS"):
+        assert frames.FrameParser is PythonFrameParser
+    else:
+        assert frames.FrameParser is speedups.FrameParser

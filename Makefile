@@ -16,13 +16,14 @@ LINTED := $(wildcard src tests bench examples)
 
 $(VENV)/.stamp-deps: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=77' wheel
+	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=77' wheel 'Cython>=3.1'
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.stamp-deps
 
-# The C accelerator, built in place next to its pure-Python reference.
+# The compiled speedups (hand-written C, and Cython from the .py + .pxd), built in place next
+# to their pure-Python reference.
 extension: venv
 	$(PY) setup.py --quiet build_ext --inplace
 
@@ -48,8 +49,8 @@ demo: venv extension
 
 test: deps lint typecheck
 	$(PY) -m pytest -q
-	@echo "== protocol tests again without the C accelerator (the pure-Python reference)"
-	FULLDUPLEX_NO_EXTENSIONS=1 $(PY) -m pytest -q tests/protocol tests/conformance
+	@echo "== core tests again without the compiled speedups (the pure-Python reference)"
+	FULLDUPLEX_NO_EXTENSIONS=1 $(PY) -m pytest -q tests/protocol tests/conformance tests/asyncio tests/test_compiled.py
 
 # ---- parts ----------------------------------------------------------------------------------
 
@@ -66,3 +67,4 @@ bench: deps
 clean:
 	rm -rf $(VENV) build src/*.egg-info $(NODE_DIR)/node_modules
 	find src -name '*.so' -delete
+	rm -f src/fullduplex/protocol/connection.c src/fullduplex/asyncio/connection.c

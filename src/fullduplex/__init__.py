@@ -7,7 +7,14 @@ The names users need most are importable from here; each is loaded on first use,
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+if os.environ.get("FULLDUPLEX_NO_EXTENSIONS"):
+    # Before any submodule is imported: the compiled twins must not load (see _compiled.py).
+    from ._compiled import use_source_only
+
+    use_source_only()
 
 __all__ = [
     "App",

@@ -11,7 +11,8 @@ import pytest
 from fullduplex.app import App, Endpoint, JSONCodec, Session
 from fullduplex.asyncio.client import connect
 from fullduplex.asyncio.connection import WebSocket
-from fullduplex.protocol.connection import Connection, State
+from fullduplex.asyncio.server import ServerWebSocket
+from fullduplex.protocol.connection import State
 from fullduplex.protocol.frames import Opcode, parse_close, serialize_frame
 from tests.app.utils import Recorder, listening_socket, raw_session, serving, url
 from tests.asyncio.utils import RawClient, wait_for
@@ -45,29 +46,33 @@ class CountingCodec:
 
 @pytest.fixture
 def prepared_frames(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
-    """Every frame passed to Connection.send_prepared (the shared-bytes path), in order."""
-    frames: list[bytes] = []
-    original = Connection.send_prepared
+    """Every frame a server connection sends as prepared bytes (the shared-bytes path), in order.
 
-    def spy(self: Connection, frame: bytes) -> None:
+    The spy sits on ServerWebSocket, a Python class: the compiled WebSocket and Connection are
+    extension types, whose methods cannot be replaced.
+    """
+    frames: list[bytes] = []
+    original = ServerWebSocket.send_prepared_nowait
+
+    def spy(self: ServerWebSocket, frame: bytes) -> None:
         frames.append(frame)
         original(self, frame)
 
-    monkeypatch.setattr(Connection, "send_prepared", spy)
+    monkeypatch.setattr(ServerWebSocket, "send_prepared_nowait", spy)
     yield frames
 
 
 @pytest.fixture
 def own_sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Every message passed to WebSocket.send_nowait (the per-connection path)."""
+    """Every message a server connection sends with send_nowait (the per-connection path)."""
     sent: list[Any] = []
-    original = WebSocket.send_nowait
+    original = ServerWebSocket.send_nowait
 
-    def spy(self: WebSocket, message: Any) -> None:
+    def spy(self: ServerWebSocket, message: Any) -> None:
         sent.append(message)
         original(self, message)
 
-    monkeypatch.setattr(WebSocket, "send_nowait", spy)
+    monkeypatch.setattr(ServerWebSocket, "send_nowait", spy)
     yield sent
 
 

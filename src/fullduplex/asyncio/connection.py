@@ -72,12 +72,15 @@ _EOF: Final = object()
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
-class WebSocket(asyncio.Protocol):
+class WebSocket:
     """One WebSocket connection: send and receive messages, ping, close.
 
     Servers hand one to the connection handler; :func:`fullduplex.connect` returns one. It is
     also the asyncio Protocol of its transport, which is an implementation detail: use only the
     methods and properties documented here.
+
+    It is not a subclass of asyncio.Protocol, which has no behaviour of its own, so that Cython
+    can compile it into an extension type (see connection.pxd).
 
     ``async for message in ws`` yields every message (``str`` or ``bytes``) until the
     connection closes; it ends quietly on a normal close (1000 or 1001) and raises

@@ -25,7 +25,7 @@ import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..protocol.connection import Connection, Role
@@ -355,7 +355,8 @@ class Server:
                 else {"host": self._host, "port": self._port}
             )
             self._server = await loop.create_server(
-                self._new_connection,
+                # WebSocket is an asyncio protocol by its methods, not by its base class.
+                cast("Callable[[], asyncio.Protocol]", self._new_connection),
                 ssl=self._ssl,
                 reuse_port=self._reuse_port,
                 backlog=self._backlog,

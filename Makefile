@@ -17,7 +17,7 @@ LINTED := $(wildcard src tests bench examples)
 $(VENV)/.stamp-deps: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=77' wheel 'Cython>=3.1'
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
 venv: $(VENV)/.stamp-deps

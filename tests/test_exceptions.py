@@ -9,8 +9,11 @@ from fullduplex.exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
+    DecodeError,
     InvalidHandshake,
     InvalidMessage,
+    InvalidProxyMessage,
+    InvalidProxyStatus,
     InvalidRequest,
     InvalidResponse,
     InvalidState,
@@ -20,7 +23,9 @@ from fullduplex.exceptions import (
     NegotiationError,
     PayloadTooBig,
     ProtocolError,
+    ProxyError,
     SecurityError,
+    SOCKSProxyError,
     WebSocketError,
     close_code_for,
 )
@@ -132,6 +137,11 @@ class TestHierarchy:
             (NegotiationError, (InvalidHandshake,)),
             (ProtocolError, (WebSocketError,)),
             (PayloadTooBig, (ProtocolError,)),
+            (DecodeError, (ProtocolError,)),
+            (ProxyError, (InvalidHandshake,)),
+            (InvalidProxyMessage, (ProxyError,)),
+            (InvalidProxyStatus, (ProxyError,)),
+            (SOCKSProxyError, (ProxyError,)),
             (InvalidState, (WebSocketError, AssertionError)),
             (InvalidURI, (WebSocketError, ValueError)),
             (ConcurrencyError, (WebSocketError, RuntimeError)),
@@ -154,6 +164,33 @@ class TestHierarchy:
         assert (exc.status_code, exc.headers, exc.body) == (403, [("a", "b")], b"no")
         assert "403" in str(exc)
         assert InvalidStatus(500).headers == []
+
+    def test_proxy_errors_are_not_the_servers(self) -> None:
+        # A proxy's refusal must not read as the server's answer.
+        for cls in (InvalidProxyStatus, InvalidProxyMessage, SOCKSProxyError):
+            assert not issubclass(cls, (InvalidStatus, InvalidMessage))
+
+    def test_invalid_proxy_status(self) -> None:
+        exc = InvalidProxyStatus(407, [("Proxy-Authenticate", "Basic")], b"no")
+        assert (exc.status_code, exc.headers, exc.body) == (
+            407,
+            [("Proxy-Authenticate", "Basic")],
+            b"no",
+        )
+        assert "proxy" in str(exc) and "407" in str(exc)
+        assert InvalidProxyStatus(502).headers == []
+
+    def test_socks_proxy_error(self) -> None:
+        assert SOCKSProxyError("refused", 5).reply == 5
+        assert SOCKSProxyError("bad credentials").reply is None
+
+    def test_decode_error(self) -> None:
+        from fullduplex.app import codecs  # noqa: PLC0415 - the app package re-exports it
+
+        assert codecs.DecodeError is DecodeError
+        assert close_code_for(DecodeError("bad JSON")) == 1007
+        exc = DecodeError("binary to a text endpoint", 1003)
+        assert (exc.code, exc.close_code) == (1003, 1003)
 
     def test_invalid_uri(self) -> None:
         exc = InvalidURI("http://x", "scheme isn't ws or wss")

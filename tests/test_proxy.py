@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import base64
-import errno
 
 import pytest
 
-from fullduplex.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus
+from fullduplex.exceptions import (
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidProxyMessage,
+    InvalidProxyStatus,
+    InvalidStatus,
+    ProxyError,
+    SOCKSProxyError,
+)
 from fullduplex.proxy import (
     HTTPConnectHandshake,
     Proxy,
@@ -15,6 +22,7 @@ from fullduplex.proxy import (
     get_proxy,
     parse_proxy,
 )
+from fullduplex.retry import is_retryable
 from fullduplex.uri import parse_uri
 
 _PROXY_VARIABLES = [f"{scheme}_proxy" for scheme in ("http", "https", "ws", "wss", "all", "no")] + [
@@ -244,7 +252,7 @@ class TestHTTPConnect:
             b'Proxy-Authenticate: Basic realm="x"\r\nContent-Length: 4\r\n\r\n'
         )
         assert handshake.receive_data(head) is False  # waits for the body
-        with pytest.raises(InvalidStatus) as info:
+        with pytest.raises(InvalidProxyStatus) as info:
             handshake.receive_data(b"deny")
         assert info.value.status_code == 407
         assert ("Proxy-Authenticate", 'Basic realm="x"') in info.value.headers
@@ -253,7 +261,7 @@ class TestHTTPConnect:
     def test_rejected_body_until_eof(self) -> None:
         handshake = HTTPConnectHandshake("h", 1)
         handshake.data_to_send()
-        with pytest.raises(InvalidStatus) as info:
+        with pytest.raises(InvalidProxyStatus) as info:
             handshake.receive_data(b"HTTP/1.1 502 Bad Gateway\r\n\r\nupstream down")
         assert info.value.status_code == 502
 
@@ -261,7 +269,7 @@ class TestHTTPConnect:
         handshake = HTTPConnectHandshake("h", 1)
         handshake.data_to_send()
         handshake.receive_data(b"HTTP/1.1 503 Busy\r\nContent-Length: 100\r\n\r\npartial")
-        with pytest.raises(InvalidStatus) as info:
+        with pytest.raises(InvalidProxyStatus) as info:
             handshake.receive_eof()
         assert info.value.status_code == 503
         assert info.value.body == b"partial"
@@ -269,7 +277,7 @@ class TestHTTPConnect:
     def test_rejected_large_body_is_cut(self) -> None:
         handshake = HTTPConnectHandshake("h", 1, max_body_size=10)
         handshake.data_to_send()
-        with pytest.raises(InvalidStatus) as info:
+        with pytest.raises(InvalidProxyStatus) as info:
             handshake.receive_data(b"HTTP/1.1 403 No\r\nContent-Length: 1000\r\n\r\n" + b"x" * 50)
         assert info.value.body == b"x" * 10
 
@@ -277,19 +285,19 @@ class TestHTTPConnect:
         handshake = HTTPConnectHandshake("h", 1)
         handshake.data_to_send()
         handshake.receive_data(b"HTTP/1.1 200")
-        with pytest.raises(InvalidMessage, match="closed"):
+        with pytest.raises(InvalidProxyMessage, match="closed"):
             handshake.receive_eof()
 
     def test_garbage(self) -> None:
         handshake = HTTPConnectHandshake("h", 1)
         handshake.data_to_send()
-        with pytest.raises(InvalidMessage, match="invalid HTTP response"):
+        with pytest.raises(InvalidProxyMessage, match="invalid HTTP response"):
             handshake.receive_data(b"SSH-2.0-OpenSSH_9.0\r\n\r\n")
 
     def test_head_too_large(self) -> None:
         handshake = HTTPConnectHandshake("h", 1, max_header_size=100)
         handshake.data_to_send()
-        with pytest.raises(InvalidMessage):
+        with pytest.raises(InvalidProxyMessage):
             handshake.receive_data(b"HTTP/1.1 200 OK\r\nX: " + b"a" * 200)
 
 
@@ -402,19 +410,21 @@ class TestSOCKS5Replies:
     def test_no_acceptable_methods(self) -> None:
         handshake = SOCKS5Handshake("h", 1)
         handshake.data_to_send()
-        with pytest.raises(InvalidHandshake, match="none of the offered"):
+        with pytest.raises(SOCKSProxyError, match="none of the offered") as info:
             handshake.receive_data(b"\x05\xff")
+        assert info.value.reply is None
+        assert not is_retryable(info.value)
 
     def test_method_not_offered(self) -> None:
         handshake = SOCKS5Handshake("h", 1)  # no credentials: username/password not offered
         handshake.data_to_send()
-        with pytest.raises(InvalidMessage, match="not offered"):
+        with pytest.raises(InvalidProxyMessage, match="not offered"):
             handshake.receive_data(b"\x05\x02")
 
     def test_not_socks5(self) -> None:
         handshake = SOCKS5Handshake("h", 1)
         handshake.data_to_send()
-        with pytest.raises(InvalidMessage, match="version 72"):
+        with pytest.raises(InvalidProxyMessage, match="version 72"):
             handshake.receive_data(b"HTTP/1.1 400 Bad Request\r\n\r\n")
 
     def test_credentials_rejected(self) -> None:
@@ -422,51 +432,95 @@ class TestSOCKS5Replies:
         handshake.data_to_send()
         handshake.receive_data(b"\x05\x02")
         handshake.data_to_send()
-        with pytest.raises(InvalidHandshake, match="rejected the username"):
+        with pytest.raises(SOCKSProxyError, match="rejected the username") as info:
             handshake.receive_data(b"\x01\x01")
+        assert info.value.reply is None
+        assert not is_retryable(info.value)
 
     @pytest.mark.parametrize(
-        ("code", "kind", "number"),
+        ("code", "text"),
         [
-            (1, OSError, errno.ECONNABORTED),
-            (3, OSError, errno.ENETUNREACH),
-            (4, OSError, errno.EHOSTUNREACH),
-            (5, ConnectionRefusedError, errno.ECONNREFUSED),
-            (6, TimeoutError, errno.ETIMEDOUT),
+            (1, "general SOCKS server failure"),
+            (3, "network unreachable"),
+            (4, "host unreachable"),
+            (5, "connection refused"),
+            (6, "TTL expired"),
         ],
     )
-    def test_unreachable(self, code: int, kind: type[OSError], number: int) -> None:
+    def test_unreachable(self, code: int, text: str) -> None:
+        """The proxy could not reach the server: worth a retry, as a direct attempt would be."""
         handshake = self.requested()
-        with pytest.raises(kind) as info:
+        with pytest.raises(SOCKSProxyError, match=text) as info:
             handshake.receive_data(bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0]))
-        assert info.value.errno == number
-        assert "SOCKS5" in str(info.value)
+        assert info.value.reply == code
+        assert is_retryable(info.value)
 
     @pytest.mark.parametrize(
         ("code", "text"), [(2, "ruleset"), (7, "command"), (8, "address type")]
     )
     def test_refused(self, code: int, text: str) -> None:
         handshake = self.requested()
-        with pytest.raises(InvalidHandshake, match=text):
+        with pytest.raises(SOCKSProxyError, match=text) as info:
             handshake.receive_data(bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0]))
+        assert info.value.reply == code
+        assert not is_retryable(info.value)
 
     def test_unknown_reply_code(self) -> None:
         handshake = self.requested()
-        with pytest.raises(InvalidMessage, match="reply code"):
+        with pytest.raises(InvalidProxyMessage, match="reply code"):
             handshake.receive_data(bytes([5, 9, 0, 1, 0, 0, 0, 0, 0, 0]))
 
     def test_bad_reply_version(self) -> None:
         handshake = self.requested()
-        with pytest.raises(InvalidMessage, match="version 4"):
+        with pytest.raises(InvalidProxyMessage, match="version 4"):
             handshake.receive_data(bytes([4, 0, 0, 1, 0, 0, 0, 0, 0, 0]))
 
     def test_bad_address_type(self) -> None:
         handshake = self.requested()
-        with pytest.raises(InvalidMessage, match="address type"):
+        with pytest.raises(InvalidProxyMessage, match="address type"):
             handshake.receive_data(bytes([5, 0, 0, 2, 0, 0, 0]))
 
     def test_eof_before_reply(self) -> None:
         handshake = self.requested()
         handshake.receive_data(b"\x05\x00\x00")
-        with pytest.raises(InvalidMessage, match="closed"):
+        with pytest.raises(InvalidProxyMessage, match="closed"):
             handshake.receive_eof()
+
+
+class TestProxyErrors:
+    """Every refusal is a ProxyError, told apart from the server's own answers, and the retry
+    rule reads it: authentication and refusals are final, a proxy's 5xx is not."""
+
+    @pytest.mark.parametrize(
+        "exc",
+        [
+            InvalidProxyStatus(407),
+            InvalidProxyMessage("garbled"),
+            SOCKSProxyError("refused", 2),
+            SOCKSProxyError("bad credentials"),
+        ],
+    )
+    def test_tree(self, exc: ProxyError) -> None:
+        assert isinstance(exc, ProxyError)
+        assert isinstance(exc, InvalidHandshake)
+        assert not isinstance(exc, (InvalidStatus, InvalidMessage))
+
+    @pytest.mark.parametrize(
+        ("status", "retryable"),
+        [(407, False), (403, False), (400, False), (502, True), (503, True), (504, True)],
+    )
+    def test_connect_status(self, status: int, retryable: bool) -> None:
+        handshake = HTTPConnectHandshake("h", 1)
+        handshake.data_to_send()
+        with pytest.raises(InvalidProxyStatus) as info:
+            handshake.receive_data(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n".encode())
+        assert info.value.status_code == status
+        assert str(status) in str(info.value) and "proxy" in str(info.value)
+        assert is_retryable(info.value) is retryable
+
+    def test_garbled_reply_is_retried(self) -> None:
+        handshake = HTTPConnectHandshake("h", 1)
+        handshake.data_to_send()
+        with pytest.raises(InvalidProxyMessage) as info:
+            handshake.receive_data(b"SSH-2.0-OpenSSH_9.0\r\n\r\n")
+        assert is_retryable(info.value)

@@ -24,6 +24,7 @@ __all__ = [
     "InvalidHandshake",
     "InvalidStatus",
     "ProtocolError",
+    "ProxyError",
     "Server",
     "WebSocket",
     "WebSocketError",
@@ -45,6 +46,7 @@ _LAZY = {
     "InvalidHandshake": "fullduplex.exceptions",
     "InvalidStatus": "fullduplex.exceptions",
     "ProtocolError": "fullduplex.exceptions",
+    "ProxyError": "fullduplex.exceptions",
     "WebSocketError": "fullduplex.exceptions",
 }
 
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
         InvalidHandshake,
         InvalidStatus,
         ProtocolError,
+        ProxyError,
         WebSocketError,
     )
 

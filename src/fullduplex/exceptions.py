@@ -13,12 +13,20 @@
     │   │   └── InvalidVersion         Sec-WebSocket-Version is not 13 (HTTP 426)
     │   ├── InvalidStatus              the client got a non-101 response (keeps the response)
     │   ├── InvalidResponse            the client got a 101 it must refuse (accept key, headers)
-    │   └── NegotiationError           subprotocol or extension negotiation failed
+    │   ├── NegotiationError           subprotocol or extension negotiation failed
+    │   └── ProxyError                 the client's proxy did not open a tunnel to the server
+    │       ├── InvalidProxyMessage    ... its reply is not HTTP or SOCKS5, or it hung up first
+    │       ├── InvalidProxyStatus     ... the HTTP proxy answered CONNECT with a non-2xx status
+    │       └── SOCKSProxyError        ... the SOCKS5 proxy refused (carries the reply code)
     ├── ProtocolError                  the peer broke RFC 6455 / 7692 (carries a close code)
-    │   └── PayloadTooBig              a message or frame exceeds a size limit (1009)
+    │   ├── PayloadTooBig              a message or frame exceeds a size limit (1009)
+    │   └── DecodeError                an endpoint's codec cannot decode a message (1007, 1003)
     ├── InvalidState                   an operation is not allowed in the current state
     ├── InvalidURI                     a ws:// or wss:// URI could not be parsed
     └── ConcurrencyError               two coroutines or threads did what only one may do
+
+Which failures a reconnecting client retries is decided in one place too:
+:func:`fullduplex.retry.is_retryable`.
 
 Close codes are derived from exceptions in exactly one place, :func:`close_code_for`. The text of
 an exception is for the local log only; it never travels to the peer, except the one-line reason
@@ -32,8 +40,11 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "DecodeError",
     "InvalidHandshake",
     "InvalidMessage",
+    "InvalidProxyMessage",
+    "InvalidProxyStatus",
     "InvalidRequest",
     "InvalidResponse",
     "InvalidState",
@@ -43,6 +54,8 @@ __all__ = [
     "NegotiationError",
     "PayloadTooBig",
     "ProtocolError",
+    "ProxyError",
+    "SOCKSProxyError",
     "SecurityError",
     "WebSocketError",
     "close_code_for",
@@ -51,6 +64,7 @@ __all__ = [
 # Numeric close codes are repeated here (not imported from protocol.frames) so that this module
 # has no dependency and every layer can import it.
 _PROTOCOL_ERROR = 1002
+_INVALID_DATA = 1007
 _MESSAGE_TOO_BIG = 1009
 _INTERNAL_ERROR = 1011
 _OK_CODES = frozenset({1000, 1001, 1005})  # 1005: a close frame without a code
@@ -174,6 +188,54 @@ class NegotiationError(InvalidHandshake):
     """Subprotocol or extension negotiation failed."""
 
 
+class ProxyError(InvalidHandshake):
+    """The proxy a client connects through did not open a tunnel to the server.
+
+    Raised as such for a failure of a proxy with no more specific class; the subclasses say
+    more. Connection failures on the way to the proxy itself stay :class:`OSError`.
+    """
+
+
+class InvalidProxyMessage(ProxyError):
+    """The proxy's reply is not valid HTTP or SOCKS5, or it closed before granting the tunnel."""
+
+
+class InvalidProxyStatus(ProxyError):
+    """The HTTP proxy answered CONNECT with a status other than 2xx.
+
+    407 means credentials are missing or wrong, 403 that the proxy forbids the destination,
+    502, 503 and 504 that it could not reach the server.
+
+    Attributes:
+        status_code: The HTTP status the proxy sent.
+        headers: Its response headers, as (name, value) pairs.
+        body: Its response body (possibly truncated).
+    """
+
+    def __init__(
+        self, status_code: int, headers: list[tuple[str, str]] | None = None, body: bytes = b""
+    ) -> None:
+        super().__init__(f"proxy rejected CONNECT: HTTP {status_code}")
+        self.status_code = status_code
+        self.headers = headers or []
+        self.body = body
+
+
+class SOCKSProxyError(ProxyError):
+    """The SOCKS5 proxy refused the tunnel, or the credentials.
+
+    Attributes:
+        reply: The reply code of RFC 1928 section 6 (1: general failure, 2: not allowed by
+            ruleset, 3: network unreachable, 4: host unreachable, 5: connection refused, 6:
+            TTL expired, 7: command not supported, 8: address type not supported), or None
+            when authentication failed (no acceptable method, or credentials rejected).
+    """
+
+    def __init__(self, message: str, reply: int | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+
 class ProtocolError(WebSocketError):
     """The peer violated the WebSocket protocol.
 
@@ -192,6 +254,27 @@ class PayloadTooBig(ProtocolError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, _MESSAGE_TOO_BIG)
+
+
+class DecodeError(ProtocolError):
+    """A received message could not be decoded by the endpoint's codec.
+
+    It is a :class:`ProtocolError`, so :func:`close_code_for` maps it to its close code. Its
+    text is for the local log; the peer only gets the close code.
+
+    Args:
+        message: What was wrong, for the log.
+        close_code: 1007 (invalid data, the default) or 1003 (a kind of message the endpoint
+            does not accept).
+    """
+
+    def __init__(self, message: str, close_code: int = _INVALID_DATA) -> None:
+        super().__init__(message, close_code)
+
+    @property
+    def close_code(self) -> int:
+        """The close code that answers this error (the same as ``code``)."""
+        return self.code
 
 
 class InvalidState(WebSocketError, AssertionError):

@@ -17,24 +17,24 @@ This module does no I/O, so every client (asyncio or threads) drives it the same
             send(tunnel.data_to_send())
         # The tunnel is open: start TLS and/or the opening handshake on the same socket.
 
-Errors a tunnel handshake raises, and what they mean to a client that reconnects:
+Errors a tunnel handshake raises are all :class:`~fullduplex.exceptions.ProxyError`, and what
+they mean to a client that reconnects (:func:`fullduplex.retry.is_retryable`):
 
-* :class:`~fullduplex.exceptions.InvalidStatus`: the HTTP proxy answered CONNECT with another
-  status than 2xx (407: credentials missing or wrong; 502/503/504: it could not reach the
-  server). Same rule as for the server's own status: 5xx is worth a retry, 4xx is not.
-* :class:`~fullduplex.exceptions.InvalidMessage`: the proxy's reply is not valid HTTP or SOCKS5,
-  or the proxy closed the connection before replying.
-* :class:`OSError` (``ConnectionRefusedError``, ``TimeoutError``, ``OSError`` with errno
-  ENETUNREACH or EHOSTUNREACH): the SOCKS5 proxy could not reach the server, as a direct
-  connection would have failed.
-* :class:`~fullduplex.exceptions.InvalidHandshake`: the SOCKS5 proxy refused for a reason a
-  retry does not change (credentials, rules, unsupported command or address type).
+* :class:`~fullduplex.exceptions.InvalidProxyStatus`: the HTTP proxy answered CONNECT with
+  another status than 2xx (407: credentials missing or wrong; 403: forbidden; 502/503/504: it
+  could not reach the server). Same rule as for the server's own status: 5xx is worth a retry,
+  4xx is not.
+* :class:`~fullduplex.exceptions.SOCKSProxyError`: the SOCKS5 proxy refused. Its ``reply``
+  code says why: it could not reach the server (1, 3, 4, 5, 6: retried, as a direct
+  connection that failed the same way would be), or a retry does not change the answer
+  (2, 7, 8, and None for failed authentication).
+* :class:`~fullduplex.exceptions.InvalidProxyMessage`: the proxy's reply is not valid HTTP or
+  SOCKS5, or the proxy closed the connection before granting the tunnel (retried).
 """
 
 from __future__ import annotations
 
 import base64
-import errno
 import ipaddress
 import urllib.parse
 from dataclasses import dataclass, field
@@ -42,7 +42,7 @@ from typing import Final, Protocol
 
 import h11
 
-from .exceptions import InvalidHandshake, InvalidMessage, InvalidStatus
+from .exceptions import InvalidProxyMessage, InvalidProxyStatus, SOCKSProxyError
 from .protocol.handshake import USER_AGENT
 from .uri import WebSocketURI
 
@@ -236,7 +236,7 @@ class TunnelHandshake(Protocol):
             and only adds to :attr:`trailing_data`).
 
         Raises:
-            InvalidStatus, InvalidMessage, InvalidHandshake, OSError: see the module docstring.
+            ProxyError: see the module docstring.
         """
         ...
 
@@ -244,7 +244,7 @@ class TunnelHandshake(Protocol):
         """Receive the end of the stream from the proxy.
 
         Raises:
-            InvalidMessage: The tunnel was not open yet (it does nothing once it is).
+            InvalidProxyMessage: The tunnel was not open yet (it does nothing once it is).
         """
         ...
 
@@ -262,7 +262,7 @@ class HTTPConnectHandshake:
         credentials: (username, password) for ``Proxy-Authorization: Basic``, or None.
         user_agent: The User-Agent header (None sends none).
         max_header_size: The most bytes the response head may take.
-        max_body_size: The most bytes of an error response's body kept for InvalidStatus.
+        max_body_size: The most bytes of an error response's body kept for InvalidProxyStatus.
     """
 
     __slots__ = (
@@ -317,10 +317,10 @@ class HTTPConnectHandshake:
         """Receive bytes of the proxy's response (see :meth:`TunnelHandshake.receive_data`).
 
         Raises:
-            InvalidStatus: The status is not 2xx; raised once the body is complete, at most
-                ``max_body_size`` bytes of it, or at once when the body runs to the end of the
-                stream.
-            InvalidMessage: The response is not valid HTTP/1.1 or its head is too large.
+            InvalidProxyStatus: The status is not 2xx; raised once the body is complete, at
+                most ``max_body_size`` bytes of it, or at once when the body runs to the end
+                of the stream.
+            InvalidProxyMessage: The response is not valid HTTP/1.1 or its head is too large.
         """
         if self._done:
             self.trailing_data += data
@@ -334,14 +334,15 @@ class HTTPConnectHandshake:
         """Receive the end of the stream (see :meth:`TunnelHandshake.receive_eof`).
 
         Raises:
-            InvalidStatus: An error response's body was cut short by the end of the stream.
-            InvalidMessage: The response was not complete.
+            InvalidProxyStatus: An error response's body was cut short by the end of the
+                stream.
+            InvalidProxyMessage: The response was not complete.
         """
         if self._done:
             return
         if self._rejection is not None:
             raise self._invalid_status()
-        raise InvalidMessage("the proxy closed the connection before answering CONNECT")
+        raise InvalidProxyMessage("the proxy closed the connection before answering CONNECT")
 
     def _process(self) -> bool:
         conn = self._h11
@@ -349,7 +350,7 @@ class HTTPConnectHandshake:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
-                raise InvalidMessage(f"invalid HTTP response from the proxy: {exc}") from exc
+                raise InvalidProxyMessage(f"invalid HTTP response from the proxy: {exc}") from exc
             if event is h11.NEED_DATA:
                 rejection = self._rejection
                 if rejection is not None and not any(
@@ -378,16 +379,16 @@ class HTTPConnectHandshake:
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 raise self._invalid_status()
             else:  # pragma: no cover - h11 yields nothing else to a client
-                raise InvalidMessage(f"unexpected HTTP event from the proxy: {event!r}")
+                raise InvalidProxyMessage(f"unexpected HTTP event from the proxy: {event!r}")
 
-    def _invalid_status(self) -> InvalidStatus:
+    def _invalid_status(self) -> InvalidProxyStatus:
         rejection = self._rejection
         assert rejection is not None
         headers = [
             (name.decode("ascii"), value.decode("latin-1"))
             for name, value in rejection.headers.raw_items()
         ]
-        return InvalidStatus(
+        return InvalidProxyStatus(
             rejection.status_code, headers, bytes(self._body[: self.max_body_size])
         )
 
@@ -403,17 +404,14 @@ _DOMAIN_NAME: Final = 3
 _IPV6: Final = 4
 _REPLY_ADDRESS_SIZES: Final = {_IPV4: 4, _IPV6: 16}
 
-# Reply codes (RFC 1928 section 6) a retry may fix become the OSError a direct connection
-# would have raised; the others are refusals a retry does not change.
-_SOCKS_OS_ERRORS: Final = {
-    1: (OSError, errno.ECONNABORTED, "general SOCKS server failure"),
-    3: (OSError, errno.ENETUNREACH, "network unreachable"),
-    4: (OSError, errno.EHOSTUNREACH, "host unreachable"),
-    5: (ConnectionRefusedError, errno.ECONNREFUSED, "connection refused"),
-    6: (TimeoutError, errno.ETIMEDOUT, "TTL expired"),
-}
-_SOCKS_REFUSALS: Final = {
+# Reply codes, RFC 1928 section 6.
+_SOCKS_REPLIES: Final = {
+    1: "general SOCKS server failure",
     2: "connection not allowed by ruleset",
+    3: "network unreachable",
+    4: "host unreachable",
+    5: "connection refused",
+    6: "TTL expired",
     7: "command not supported",
     8: "address type not supported",
 }
@@ -484,11 +482,11 @@ class SOCKS5Handshake:
         """Receive bytes of the proxy's replies (see :meth:`TunnelHandshake.receive_data`).
 
         Raises:
-            InvalidMessage: A reply is not SOCKS5, or chooses a method that was not offered.
-            InvalidHandshake: The proxy accepts none of the offered authentication methods,
-                rejects the credentials, or refuses by rule or for lack of support.
-            OSError: The proxy could not reach the server (ConnectionRefusedError,
-                TimeoutError, or OSError with errno ENETUNREACH, EHOSTUNREACH, ECONNABORTED).
+            InvalidProxyMessage: A reply is not SOCKS5, or chooses a method that was not
+                offered.
+            SOCKSProxyError: The proxy refused (``reply``: its reply code), or accepts none
+                of the offered authentication methods or rejects the credentials (``reply``
+                None).
         """
         if self._state == _OPEN:
             self.trailing_data += data
@@ -507,10 +505,10 @@ class SOCKS5Handshake:
         """Receive the end of the stream (see :meth:`TunnelHandshake.receive_eof`).
 
         Raises:
-            InvalidMessage: The tunnel was not open yet.
+            InvalidProxyMessage: The tunnel was not open yet.
         """
         if self._state != _OPEN:
-            raise InvalidMessage("the SOCKS5 proxy closed the connection before granting it")
+            raise InvalidProxyMessage("the SOCKS5 proxy closed the connection before granting it")
 
     def _reply_size(self) -> int | None:
         """The size of the reply being received, or None until enough of it is known."""
@@ -525,13 +523,15 @@ class SOCKS5Handshake:
         if kind in _REPLY_ADDRESS_SIZES:
             return 6 + _REPLY_ADDRESS_SIZES[kind]
         if buffer[0] != _SOCKS_VERSION:
-            raise InvalidMessage(f"not a SOCKS5 reply: version {buffer[0]}")
-        raise InvalidMessage(f"invalid address type in the SOCKS5 reply: {kind}")
+            raise InvalidProxyMessage(f"not a SOCKS5 reply: version {buffer[0]}")
+        raise InvalidProxyMessage(f"invalid address type in the SOCKS5 reply: {kind}")
 
     def _handle(self, reply: bytes) -> None:
         if self._state == _METHOD:
             if reply[0] != _SOCKS_VERSION:
-                raise InvalidMessage(f"not a SOCKS5 proxy: it answered with version {reply[0]}")
+                raise InvalidProxyMessage(
+                    f"not a SOCKS5 proxy: it answered with version {reply[0]}"
+                )
             method = reply[1]
             if method == _NO_AUTHENTICATION:
                 self._send_request()
@@ -544,29 +544,26 @@ class SOCKS5Handshake:
                 self._state = _AUTHENTICATION
             elif method == _NO_ACCEPTABLE_METHODS:
                 offered = "username/password" if self._credentials else "no authentication"
-                raise InvalidHandshake(
+                raise SOCKSProxyError(
                     f"the SOCKS5 proxy accepts none of the offered methods ({offered})"
                 )
             else:
-                raise InvalidMessage(f"the SOCKS5 proxy chose a method not offered: {method}")
+                raise InvalidProxyMessage(f"the SOCKS5 proxy chose a method not offered: {method}")
         elif self._state == _AUTHENTICATION:
             # RFC 1929 says version 1; some proxies answer 5. Only the status matters.
             if reply[1] != 0:
-                raise InvalidHandshake("the SOCKS5 proxy rejected the username and password")
+                raise SOCKSProxyError("the SOCKS5 proxy rejected the username and password")
             self._send_request()
         else:
             if reply[0] != _SOCKS_VERSION:
-                raise InvalidMessage(f"not a SOCKS5 reply: version {reply[0]}")
+                raise InvalidProxyMessage(f"not a SOCKS5 reply: version {reply[0]}")
             code = reply[1]
             if code == 0:
                 self._state = _OPEN
-            elif code in _SOCKS_OS_ERRORS:
-                kind, number, text = _SOCKS_OS_ERRORS[code]
-                raise kind(number, f"SOCKS5 proxy: {text}")
-            elif code in _SOCKS_REFUSALS:
-                raise InvalidHandshake(f"the SOCKS5 proxy refused: {_SOCKS_REFUSALS[code]}")
+            elif code in _SOCKS_REPLIES:
+                raise SOCKSProxyError(f"the SOCKS5 proxy refused: {_SOCKS_REPLIES[code]}", code)
             else:
-                raise InvalidMessage(f"invalid SOCKS5 reply code: {code}")
+                raise InvalidProxyMessage(f"invalid SOCKS5 reply code: {code}")
 
     def _send_request(self) -> None:
         self._to_send = self._request

@@ -10,7 +10,13 @@ import ssl as ssl_module
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from .exceptions import InvalidMessage, InvalidStatus
+from .exceptions import (
+    InvalidMessage,
+    InvalidProxyMessage,
+    InvalidProxyStatus,
+    InvalidStatus,
+    SOCKSProxyError,
+)
 
 __all__ = [
     "DEFAULT_BACKOFF_FACTOR",
@@ -24,16 +30,23 @@ DEFAULT_BACKOFF_INITIAL: Final = 1.0
 DEFAULT_BACKOFF_FACTOR: Final = 2.0
 DEFAULT_BACKOFF_MAX: Final = 60.0
 
+# SOCKS5 replies (RFC 1928 section 6) that say the proxy could not reach the server, as a
+# direct connection might have failed: general failure, network or host unreachable,
+# connection refused, TTL expired. The others (2, 7, 8) and failed authentication are final.
+_TRANSIENT_SOCKS_REPLIES: Final = frozenset({1, 3, 4, 5, 6})
+
 
 def is_retryable(exc: BaseException) -> bool:
     """Tell whether a failed connection attempt is worth retrying: the reconnection rule.
 
     Transient failures are retried: network errors (OSError, including a refused connection,
-    a DNS failure and TimeoutError), a handshake cut short or garbled (InvalidMessage), and a
-    5xx status from the server or the proxy (InvalidStatus). Everything else is fatal, since
-    trying again would fail the same way: a 4xx status (401, 403, 404, 407...), a response
-    that breaks the protocol (InvalidResponse, NegotiationError, SecurityError), a refusal
-    by a SOCKS proxy, a certificate that does not verify, an invalid URI or option.
+    a DNS failure and TimeoutError), a handshake cut short or garbled (InvalidMessage,
+    InvalidProxyMessage), a 5xx status from the server (InvalidStatus) or from the HTTP proxy
+    (InvalidProxyStatus: 502, 503...), and a SOCKS5 proxy that could not reach the server.
+    Everything else is fatal, since trying again would fail the same way: a 4xx status from
+    the server or the proxy (401, 403, 404, 407...), a response that breaks the protocol
+    (InvalidResponse, NegotiationError, SecurityError), a SOCKS5 refusal by rule or failed
+    proxy authentication, a certificate that does not verify, an invalid URI or option.
 
     Args:
         exc: What the attempt raised.
@@ -43,9 +56,11 @@ def is_retryable(exc: BaseException) -> bool:
     """
     if isinstance(exc, ssl_module.SSLCertVerificationError):
         return False  # an OSError, but a configuration problem that time does not fix
-    if isinstance(exc, InvalidStatus):
+    if isinstance(exc, (InvalidStatus, InvalidProxyStatus)):
         return 500 <= exc.status_code <= 599
-    return isinstance(exc, (OSError, InvalidMessage, EOFError))
+    if isinstance(exc, SOCKSProxyError):
+        return exc.reply in _TRANSIENT_SOCKS_REPLIES
+    return isinstance(exc, (OSError, InvalidMessage, InvalidProxyMessage, EOFError))
 
 
 def backoff_delays(

@@ -19,7 +19,12 @@ import pytest
 
 from fullduplex.asyncio.client import connect, is_retryable
 from fullduplex.asyncio.server import Server, serve
-from fullduplex.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidStatus
+from fullduplex.exceptions import (
+    ConnectionClosed,
+    InvalidProxyMessage,
+    InvalidProxyStatus,
+    SOCKSProxyError,
+)
 from tests.asyncio.utils import Handlers, echo, uri, wait_for
 from tests.helpers import seconds
 from tests.proxy_servers import HTTPConnectProxy, SOCKS5Proxy
@@ -125,7 +130,7 @@ class TestHTTPConnect:
     @pytest.mark.parametrize("userinfo", ["", "alice:wrong@"])
     async def test_auth_required(self, echo_server: Server, userinfo: str) -> None:
         async with HTTPConnectProxy(credentials=("alice", "secret")) as proxy:
-            with pytest.raises(InvalidStatus) as info:
+            with pytest.raises(InvalidProxyStatus) as info:
                 await connect(uri(echo_server), proxy=f"http://{userinfo}127.0.0.1:{proxy.port}")
             assert info.value.status_code == 407
             assert ("Proxy-Authenticate", 'Basic realm="test"') in info.value.headers
@@ -136,11 +141,19 @@ class TestHTTPConnect:
     async def test_server_unreachable(self, http_proxy: HTTPConnectProxy) -> None:
         with refused_port() as sock:
             port = sock.getsockname()[1]
-            with pytest.raises(InvalidStatus) as info:
+            with pytest.raises(InvalidProxyStatus) as info:
                 await connect(f"ws://127.0.0.1:{port}/", proxy=http_proxy.url)
         assert info.value.status_code == 502
         assert is_retryable(info.value)
         assert http_proxy.requests[0][0] == f"127.0.0.1:{port}"
+
+    @pytest.mark.parametrize(("status", "retryable"), [(403, False), (502, True), (503, True)])
+    async def test_refusals(self, echo_server: Server, status: int, retryable: bool) -> None:
+        async with HTTPConnectProxy(status=status) as proxy:
+            with pytest.raises(InvalidProxyStatus) as info:
+                await connect(uri(echo_server), proxy=proxy.url)
+        assert info.value.status_code == status
+        assert is_retryable(info.value) is retryable
 
     async def test_proxy_down(self, echo_server: Server) -> None:
         with refused_port() as sock:
@@ -163,7 +176,7 @@ class TestHTTPConnect:
             await reader.read()
 
         async with silent_server(chatty) as port:
-            with pytest.raises(InvalidMessage, match="sent data"):
+            with pytest.raises(InvalidProxyMessage, match="sent data"):
                 await connect(uri(echo_server), proxy=f"http://127.0.0.1:{port}")
 
     async def test_proxy_closes(self, echo_server: Server) -> None:
@@ -171,7 +184,7 @@ class TestHTTPConnect:
             await reader.readuntil(b"\r\n\r\n")
 
         async with silent_server(hang_up) as port:
-            with pytest.raises(InvalidMessage, match="closed"):
+            with pytest.raises(InvalidProxyMessage, match="closed"):
                 await connect(uri(echo_server), proxy=f"http://127.0.0.1:{port}")
 
     async def test_wss(self, certificate: tuple[Path, Path], http_proxy: HTTPConnectProxy) -> None:
@@ -235,28 +248,42 @@ class TestSOCKS5:
 
     async def test_wrong_password(self, echo_server: Server) -> None:
         async with SOCKS5Proxy(credentials=("bob", "secret")) as proxy:
-            with pytest.raises(InvalidHandshake, match="rejected the username") as info:
+            with pytest.raises(SOCKSProxyError, match="rejected the username") as info:
                 await connect(uri(echo_server), proxy=f"socks5://bob:guess@127.0.0.1:{proxy.port}")
         assert not is_retryable(info.value)
         assert proxy.tunnels == 0
 
     async def test_credentials_missing(self, echo_server: Server) -> None:
         async with SOCKS5Proxy(credentials=("bob", "secret")) as proxy:
-            with pytest.raises(InvalidHandshake, match="none of the offered"):
+            with pytest.raises(SOCKSProxyError, match="none of the offered"):
                 await connect(uri(echo_server), proxy=f"socks5://127.0.0.1:{proxy.port}")
 
     async def test_server_unreachable(self, socks_proxy: SOCKS5Proxy) -> None:
         with refused_port() as sock:
             port = sock.getsockname()[1]
-            with pytest.raises(ConnectionRefusedError, match="SOCKS5") as info:
+            with pytest.raises(SOCKSProxyError, match="connection refused") as info:
                 await connect(f"ws://127.0.0.1:{port}/", proxy=socks_proxy.url)
+        assert info.value.reply == 5
         assert is_retryable(info.value)
 
     async def test_refused_by_rule(self, echo_server: Server) -> None:
         async with SOCKS5Proxy(reply_code=2) as proxy:
-            with pytest.raises(InvalidHandshake, match="ruleset") as info:
+            with pytest.raises(SOCKSProxyError, match="ruleset") as info:
                 await connect(uri(echo_server), proxy=proxy.url)
         assert not is_retryable(info.value)
+
+    @pytest.mark.parametrize(
+        ("code", "retryable"),
+        [(1, True), (2, False), (3, True), (4, True), (5, True), (6, True), (7, False), (8, False)],
+    )
+    async def test_every_failure_reply(
+        self, echo_server: Server, code: int, retryable: bool
+    ) -> None:
+        async with SOCKS5Proxy(reply_code=code) as proxy:
+            with pytest.raises(SOCKSProxyError) as info:
+                await connect(uri(echo_server), proxy=proxy.url)
+        assert info.value.reply == code
+        assert is_retryable(info.value) is retryable
 
     async def test_wss(self, certificate: tuple[Path, Path]) -> None:
         cert, key = certificate

@@ -24,11 +24,14 @@ from fullduplex.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
     InvalidMessage,
+    InvalidProxyMessage,
+    InvalidProxyStatus,
     InvalidResponse,
     InvalidStatus,
     InvalidURI,
     NegotiationError,
     SecurityError,
+    SOCKSProxyError,
 )
 from fullduplex.protocol.connection import State
 from fullduplex.protocol.handshake import USER_AGENT
@@ -464,7 +467,13 @@ class TestRetryRule:
             InvalidResponse("bad accept"),
             NegotiationError("bad extension"),
             SecurityError("too many headers"),
-            InvalidHandshake("SOCKS refusal"),
+            InvalidHandshake("refusal"),
+            InvalidProxyStatus(407),
+            InvalidProxyStatus(502),
+            InvalidProxyMessage("garbled"),
+            SOCKSProxyError("refused", 5),
+            SOCKSProxyError("ruleset", 2),
+            SOCKSProxyError("bad credentials"),
             ssl.SSLCertVerificationError("untrusted"),
             ValueError("bad option"),
         ],
@@ -545,7 +554,7 @@ class TestProxy:
                 assert ws.recv(timeout=seconds(5)) == "authenticated"
             expected = "Basic " + base64.b64encode(b"user:secret").decode()
             assert proxy.requests[0][1]["proxy-authorization"] == expected
-            with pytest.raises(InvalidStatus) as exc_info:
+            with pytest.raises(InvalidProxyStatus) as exc_info:
                 connect(echo_url, proxy=f"http://127.0.0.1:{proxy.port}").open()
         assert exc_info.value.status_code == 407
         assert not is_retryable(exc_info.value)
@@ -553,7 +562,7 @@ class TestProxy:
     def test_http_proxy_cannot_reach_the_server(self, echo_url: str) -> None:
         with (
             HTTPConnectProxy(status=502).running_in_thread() as proxy,
-            pytest.raises(InvalidStatus) as exc_info,
+            pytest.raises(InvalidProxyStatus) as exc_info,
         ):
             connect(echo_url, proxy=proxy.url).open()
         assert exc_info.value.status_code == 502
@@ -579,21 +588,22 @@ class TestProxy:
                 assert ws.recv(timeout=seconds(5)) == "authenticated"
             assert proxy.requests[0].username == "user"
             wrong = f"socks5://user:wrong@127.0.0.1:{proxy.port}"
-            with pytest.raises(InvalidHandshake) as exc_info:
+            with pytest.raises(SOCKSProxyError) as exc_info:
                 connect(echo_url, proxy=wrong).open()
+        assert exc_info.value.reply is None
         assert not is_retryable(exc_info.value)
 
     def test_socks5_refusals(self, echo_url: str) -> None:
         # A server the proxy cannot reach is worth a retry; a rule that refuses is not.
         with (
             SOCKS5Proxy(reply_code=5).running_in_thread() as proxy,
-            pytest.raises(ConnectionRefusedError) as refused,
+            pytest.raises(SOCKSProxyError, match="connection refused") as refused,
         ):
             connect(echo_url, proxy=proxy.url).open()
         assert is_retryable(refused.value)
         with (
             SOCKS5Proxy(reply_code=2).running_in_thread() as proxy,
-            pytest.raises(InvalidHandshake) as forbidden,
+            pytest.raises(SOCKSProxyError, match="ruleset") as forbidden,
         ):
             connect(echo_url, proxy=proxy.url).open()
         assert not is_retryable(forbidden.value)

@@ -26,7 +26,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from ..exceptions import ProtocolError
+from ..exceptions import DecodeError
 
 __all__ = [
     "BytesCodec",
@@ -37,32 +37,9 @@ __all__ = [
     "TextCodec",
 ]
 
-_INVALID_DATA = 1007
 _UNSUPPORTED_DATA = 1003
 
 T = TypeVar("T")
-
-
-class DecodeError(ProtocolError):
-    """A received message could not be decoded by the endpoint's codec.
-
-    It is a :class:`~fullduplex.exceptions.ProtocolError`, so
-    :func:`~fullduplex.exceptions.close_code_for` maps it to its close code. Its text is for
-    the local log; the peer only gets the close code.
-
-    Args:
-        message: What was wrong, for the log.
-        close_code: 1007 (invalid data, the default) or 1003 (a kind of message the endpoint
-            does not accept).
-    """
-
-    def __init__(self, message: str, close_code: int = _INVALID_DATA) -> None:
-        super().__init__(message, close_code)
-
-    @property
-    def close_code(self) -> int:
-        """The close code that answers this error (the same as ``code``)."""
-        return self.code
 
 
 class Codec(Protocol):

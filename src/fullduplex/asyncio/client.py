@@ -26,18 +26,17 @@ sets (``https_proxy``, ``http_proxy``, ``all_proxy``, ``no_proxy``): see
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from types import EllipsisType, TracebackType
-from typing import Any
+from typing import Any, cast
 
-from ..exceptions import InvalidHandshake, InvalidMessage
+from ..client_options import handshake_options, proxy_user_agent, tls_context
+from ..exceptions import InvalidHandshake, InvalidMessage, InvalidProxyMessage
 from ..protocol.connection import Connection, Role
-from ..protocol.deflate import deflate_options
-from ..protocol.handshake import USER_AGENT, ClientHandshake
+from ..protocol.handshake import ClientHandshake
 from ..proxy import Proxy, get_proxy
 from ..retry import (
     DEFAULT_BACKOFF_FACTOR,
@@ -171,35 +170,23 @@ class Connect:
         # Resolved now, so that a bad proxy URL (given or from the environment) fails at once;
         # an explicit sock= is already connected and goes nowhere else.
         self._proxy: Proxy | None = None if sock is not None else get_proxy(self._uri, proxy)
-        self._proxy_user_agent = user_agent if isinstance(user_agent, str | None) else USER_AGENT
+        self._proxy_user_agent = proxy_user_agent(user_agent)
         self._backoff = (backoff_initial, backoff_factor, backoff_max)
-        backoff_delays(*self._backoff).__next__()  # validate the parameters now
-        if ssl and not self._uri.secure:
-            raise ValueError("ssl= was given for a ws:// URI: use wss:// for TLS")
-        if self._uri.secure and (ssl is None or ssl is True):
-            ssl = ssl_module.create_default_context()
-        self._ssl: ssl_module.SSLContext | None = ssl or None  # type: ignore[assignment]
+        next(backoff_delays(*self._backoff))  # validate the parameters now
+        self._ssl = tls_context(self._uri, ssl)
         self._server_hostname = server_hostname
         self._sock = sock
         self._open_timeout = open_timeout
-        headers = list(additional_headers)
-        if self._uri.user_info is not None and not any(
-            name.lower() == "authorization" for name, _ in headers
-        ):
-            # Credentials in the URI mean HTTP Basic authentication (RFC 7617).
-            credentials = ":".join(self._uri.user_info).encode()
-            headers.append(("Authorization", "Basic " + base64.b64encode(credentials).decode()))
-        handshake_options: dict[str, Any] = {
-            "origin": origin,
-            "subprotocols": subprotocols,
-            "deflate": deflate_options(compression),
-            "extra_headers": headers,
-            "max_header_size": max_header_size,
-            "max_header_count": max_header_count,
-        }
-        if user_agent is not ...:
-            handshake_options["user_agent"] = user_agent
-        self._handshake_options = handshake_options
+        self._handshake_options = handshake_options(
+            self._uri,
+            origin=origin,
+            subprotocols=subprotocols,
+            compression=compression,
+            additional_headers=additional_headers,
+            user_agent=user_agent,
+            max_header_size=max_header_size,
+            max_header_count=max_header_count,
+        )
         self._options: dict[str, Any] = {
             "logger": logger if logger is not None else _logger,
             "max_message_size": max_message_size,
@@ -231,9 +218,13 @@ class Connect:
                     tunnel = await _open_tunnel(self._proxy, uri, self._proxy_user_agent)
                     kwargs["sock"] = tunnel
                     del kwargs["host"], kwargs["port"]
-                _, ws = await loop.create_connection(
-                    lambda: ClientWebSocket(handshake, **self._options), **kwargs
+                # WebSocket is an asyncio protocol by its methods, not by its base class.
+                factory = cast(
+                    "Callable[[], asyncio.Protocol]",
+                    lambda: ClientWebSocket(handshake, **self._options),
                 )
+                _, protocol = await loop.create_connection(factory, **kwargs)
+                ws = cast(ClientWebSocket, protocol)
                 await ws._handshake_waiter
         except BaseException:
             if ws is not None and ws._transport is not None and not ws._lost:
@@ -351,7 +342,8 @@ def connect(uri: str, **options: Any) -> Connect:
         InvalidURI: ``uri`` is not a valid WebSocket URI (raised at once).
         ValueError: An invalid option, such as a proxy URL (raised at once).
         InvalidStatus: The server answered with another status than 101 (when awaited).
-        InvalidHandshake: Any other handshake failure (a proxy's refusal included).
+        ProxyError: The proxy did not open the tunnel (when opening).
+        InvalidHandshake: Any other handshake failure.
         OSError: The connection failed. TimeoutError: ``open_timeout`` expired.
     """
     return Connect(uri, **options)
@@ -405,7 +397,9 @@ async def _open_tunnel(proxy: Proxy, uri: WebSocketURI, user_agent: str | None) 
             if tunnel.receive_data(data):
                 break
         if tunnel.trailing_data:
-            raise InvalidMessage("the proxy sent data before the client spoke through the tunnel")
+            raise InvalidProxyMessage(
+                "the proxy sent data before the client spoke through the tunnel"
+            )
     except BaseException:
         sock.close()
         raise

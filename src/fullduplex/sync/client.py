@@ -28,7 +28,6 @@ The opening handshake runs in the calling thread on a blocking socket, bounded a
 
 from __future__ import annotations
 
-import base64
 import logging
 import socket
 import ssl as ssl_module
@@ -37,10 +36,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import EllipsisType, TracebackType
 from typing import Any, Final
 
-from ..exceptions import InvalidMessage
+from ..client_options import handshake_options, proxy_user_agent, tls_context
+from ..exceptions import InvalidMessage, InvalidProxyMessage
 from ..protocol.connection import Connection, Role
-from ..protocol.deflate import deflate_options
-from ..protocol.handshake import USER_AGENT, ClientHandshake
+from ..protocol.handshake import ClientHandshake
 from ..proxy import Proxy, get_proxy
 from ..retry import (
     DEFAULT_BACKOFF_FACTOR,
@@ -141,35 +140,23 @@ class Connect:
         # Resolved now, so that a bad proxy URL (given or from the environment) fails at once;
         # an explicit sock= is already connected and goes nowhere else.
         self._proxy: Proxy | None = None if sock is not None else get_proxy(uri_parts, proxy)
-        self._proxy_user_agent = user_agent if isinstance(user_agent, str | None) else USER_AGENT
+        self._proxy_user_agent = proxy_user_agent(user_agent)
         self._backoff = (backoff_initial, backoff_factor, backoff_max)
         next(backoff_delays(*self._backoff))  # validate the parameters now
-        if ssl and not uri_parts.secure:
-            raise ValueError("ssl= was given for a ws:// URI: use wss:// for TLS")
-        if uri_parts.secure and (ssl is None or ssl is True):
-            ssl = ssl_module.create_default_context()
-        self._ssl: ssl_module.SSLContext | None = ssl or None  # type: ignore[assignment]
+        self._ssl = tls_context(uri_parts, ssl)
         self._server_hostname = server_hostname
         self._sock = sock
         self._open_timeout = open_timeout
-        headers = list(additional_headers)
-        if uri_parts.user_info is not None and not any(
-            name.lower() == "authorization" for name, _ in headers
-        ):
-            # Credentials in the URI mean HTTP Basic authentication (RFC 7617).
-            credentials = ":".join(uri_parts.user_info).encode()
-            headers.append(("Authorization", "Basic " + base64.b64encode(credentials).decode()))
-        handshake_options: dict[str, Any] = {
-            "origin": origin,
-            "subprotocols": subprotocols,
-            "deflate": deflate_options(compression),
-            "extra_headers": headers,
-            "max_header_size": max_header_size,
-            "max_header_count": max_header_count,
-        }
-        if user_agent is not ...:
-            handshake_options["user_agent"] = user_agent
-        self._handshake_options = handshake_options
+        self._handshake_options = handshake_options(
+            uri_parts,
+            origin=origin,
+            subprotocols=subprotocols,
+            compression=compression,
+            additional_headers=additional_headers,
+            user_agent=user_agent,
+            max_header_size=max_header_size,
+            max_header_count=max_header_count,
+        )
         # Build one request now: bad subprotocols or header values raise ValueError here.
         self._new_handshake().request_bytes()
         if max_queue is not None and max_queue < 1:
@@ -197,9 +184,10 @@ class Connect:
             The open connection; close it with :meth:`WebSocket.close` (or ``with ws:``).
 
         Raises:
-            InvalidStatus: The server (or the HTTP proxy) answered with another status than
-                101 (2xx for the proxy).
-            InvalidHandshake: Any other handshake failure (a proxy's refusal included).
+            InvalidStatus: The server answered with another status than 101.
+            ProxyError: The proxy did not open the tunnel (InvalidProxyStatus: the HTTP
+                proxy's status; SOCKSProxyError: the SOCKS5 proxy's refusal).
+            InvalidHandshake: Any other handshake failure.
             OSError: The connection failed (ssl.SSLError: TLS failed).
             TimeoutError: ``open_timeout`` expired.
         """
@@ -362,7 +350,8 @@ def connect(uri: str, **options: Any) -> Connect:
         InvalidURI: ``uri`` is not a valid WebSocket URI (raised at once).
         ValueError: An invalid option, such as a proxy URL (raised at once).
         InvalidStatus: The server answered with another status than 101 (when opening).
-        InvalidHandshake: Any other handshake failure (a proxy's refusal included).
+        ProxyError: The proxy did not open the tunnel (when opening).
+        InvalidHandshake: Any other handshake failure.
         OSError: The connection failed. TimeoutError: ``open_timeout`` expired.
     """
     return Connect(uri, **options)
@@ -394,11 +383,13 @@ def _open_tunnel(
             data = sock.recv(4096)
             if not data:
                 tunnel.receive_eof()  # raises: the tunnel is not open yet
-                raise InvalidMessage("the proxy closed the connection")
+                raise InvalidProxyMessage("the proxy closed the connection")
             if tunnel.receive_data(data):
                 break
         if tunnel.trailing_data:
-            raise InvalidMessage("the proxy sent data before the client spoke through the tunnel")
+            raise InvalidProxyMessage(
+                "the proxy sent data before the client spoke through the tunnel"
+            )
     except BaseException:
         sock.close()
         raise

@@ -1,0 +1,329 @@
+"""Run a server in worker processes that share one port, and keep them running.
+
+``fullduplex serve --workers N`` and ``--reload`` use it. The parent process serves nothing;
+it starts N workers, each a fresh interpreter (multiprocessing's "spawn": no state copied
+from the parent, and no event loop carried across a fork) that listens on the same port with
+SO_REUSEPORT, so that the kernel spreads new connections over them. Then it supervises:
+
+* A worker that dies while nobody asked it to is started again, at most ``max_restarts``
+  times within ``restart_window`` seconds; past that the supervisor stops the others and
+  exits with status 1 rather than spin on a crash.
+* A worker that dies before it ever listened, when the workers start, ends everything with
+  its exit status: the app cannot be imported, the port is taken, and so on.
+* SIGINT or SIGTERM to the parent sends SIGTERM to every worker (which closes its connections
+  with 1001) and waits ``shutdown_timeout`` seconds at most, then kills what is left.
+* With ``watch``, a change to a .py file under that directory restarts every worker (after
+  the graceful stop above). That needs the optional ``watchfiles`` package (inotify, not
+  polling; its filter skips .venv, .git, __pycache__ and the like). A worker that dies in
+  this mode, for instance on a syntax error, is started again at the next change.
+
+Each worker has a pipe to the parent: the worker says on it when it listens, and sees the
+pipe close if the parent dies, even by SIGKILL; it then stops too, instead of serving on
+unsupervised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["Supervisor", "WorkerChannel", "reserve_port"]
+
+_logger = logging.getLogger("fullduplex.workers")
+
+_SPAWN: Final = multiprocessing.get_context("spawn")
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+class WorkerChannel:
+    """A worker's end of the pipe to its supervisor, handed to the worker's target."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def ready(self) -> None:
+        """Tell the supervisor that this worker listens."""
+        self._conn.send(os.getpid())
+
+    def stop_with_parent(self, add_reader: Callable[[int, Callable[[], None]], object]) -> None:
+        """Send SIGTERM to this process when the supervisor goes away.
+
+        Args:
+            add_reader: The running event loop's ``add_reader``: the pipe becomes readable
+                only at its end, since the supervisor never writes to it.
+        """
+        fired = False
+
+        def parent_gone() -> None:
+            nonlocal fired
+            if not fired:  # the end of a pipe stays readable: act once
+                fired = True
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        add_reader(self._conn.fileno(), parent_gone)
+
+
+def _worker_main(
+    target: Callable[..., int | None], args: tuple[Any, ...], conn: Connection
+) -> None:
+    """The body of a worker process: run ``target(*args, channel)`` and exit with its status."""
+    # Ctrl-C reaches the whole process group; before the server's own handlers are installed
+    # it would print a traceback. The supervisor sends SIGTERM to stop workers anyway.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    status = target(*args, WorkerChannel(conn))
+    sys.exit(status or 0)
+
+
+@contextlib.contextmanager
+def reserve_port(host: str | None, port: int) -> Iterator[int]:
+    """Pick the port for workers that share it, and hold it while they run.
+
+    With port 0, a socket is bound (SO_REUSEPORT, never listening, so it receives no
+    connection) to learn a free port and keep it from others while workers come and go.
+    With another port, a probe checks that nothing listens there yet: SO_REUSEPORT would
+    otherwise let the workers join another server's group and share its connections.
+
+    Yields:
+        The port the workers should listen on.
+
+    Raises:
+        OSError: The port is taken, or the host cannot be resolved.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, kind, proto) as sock:
+        if port == 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        else:
+            # SO_REUSEADDR as the servers set it: connections in TIME_WAIT do not count.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        if port == 0:
+            yield int(sock.getsockname()[1])
+            return
+    yield port
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    ready: bool = False
+
+
+@dataclass
+class Supervisor:
+    """Start ``workers`` processes running ``target(*args, channel)`` and keep them running.
+
+    ``target`` must be picklable (a module-level function) and so must ``args``; it serves
+    until SIGTERM, calls ``channel.ready()`` once it listens (and, preferably,
+    ``channel.stop_with_parent(loop.add_reader)``), and returns its exit status.
+
+    Attributes:
+        target: What each worker runs.
+        args: Its arguments (the channel is appended).
+        workers: How many workers run at once.
+        max_restarts: How many unexpected deaths are tolerated within ``restart_window``.
+        restart_window: Seconds.
+        shutdown_timeout: Seconds the workers have to stop after SIGTERM before SIGKILL.
+        startup_timeout: Seconds the first workers have to listen.
+        watch: Restart every worker when a .py file under this directory changes (needs
+            watchfiles).
+        on_ready: Called once, when every worker listens for the first time.
+    """
+
+    target: Callable[..., int | None]
+    args: tuple[Any, ...]
+    workers: int = 1
+    max_restarts: int = 10
+    restart_window: float = 60.0
+    shutdown_timeout: float = 10.0
+    startup_timeout: float = 60.0
+    watch: Path | None = None
+    on_ready: Callable[[], object] | None = None
+    _running: list[_Worker] = field(default_factory=list, init=False)
+    _deaths: deque[float] = field(default_factory=deque, init=False)
+    _announced: bool = field(default=False, init=False)
+
+    def run(self) -> int:
+        """Supervise until SIGINT or SIGTERM; return the exit status (0 after a signal).
+
+        Must run in the main thread (it installs signal handlers, restored on return).
+
+        Raises:
+            ImportError: ``watch`` is set and watchfiles is not installed.
+        """
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        stop_watching = threading.Event()
+        changes_r = self._start_watcher(stop_watching) if self.watch is not None else None
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        received: list[int] = []
+        previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+        previous_fd = signal.set_wakeup_fd(wake_w)
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, lambda signum, frame: received.append(signum))
+        try:
+            return self._supervise(wake_r, changes_r, received)
+        finally:
+            stop_watching.set()
+            self._stop_all()
+            signal.set_wakeup_fd(previous_fd)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.close(wake_r)
+            os.close(wake_w)
+            if changes_r is not None:
+                os.close(changes_r)
+
+    def _supervise(self, wake_r: int, changes_r: int | None, received: list[int]) -> int:
+        for _ in range(self.workers):
+            self._start()
+        startup_deadline = time.monotonic() + self.startup_timeout
+        while not received:
+            waitables: list[Any] = [wake_r]
+            if changes_r is not None:
+                waitables.append(changes_r)
+            for worker in self._running:
+                waitables.append(worker.process.sentinel)
+                if not worker.ready:
+                    waitables.append(worker.conn)
+            timeout = None
+            if not self._announced and self.watch is None:
+                timeout = max(0.0, startup_deadline - time.monotonic())
+            ready = wait(waitables, timeout)
+            if not ready and timeout is not None:
+                _logger.error("the workers did not start within %g s", self.startup_timeout)
+                return 1
+            if wake_r in ready:
+                os.read(wake_r, 512)
+            if changes_r is not None and changes_r in ready:
+                if not os.read(changes_r, 512):  # the watcher thread failed and ended
+                    _logger.error("no longer watching %s for changes", self.watch)
+                    changes_r = None
+                    continue
+                _logger.warning("changes detected under %s: restarting", self.watch)
+                self._stop_all()
+                for _ in range(self.workers):
+                    self._start()
+                continue
+            for worker in list(self._running):
+                if worker.conn in ready and not worker.ready:
+                    with contextlib.suppress(EOFError, OSError):
+                        worker.conn.recv()
+                        worker.ready = True
+                if worker.process.sentinel in ready:
+                    status = self._reap(worker)
+                    if status is not None:
+                        return status
+            everyone = len(self._running) == self.workers
+            if not self._announced and everyone and all(w.ready for w in self._running):
+                self._announced = True
+                if self.on_ready is not None:
+                    self.on_ready()
+        _logger.info("received %s: stopping the workers", signal.Signals(received[0]).name)
+        return 0
+
+    def _start(self) -> None:
+        parent_end, child_end = _SPAWN.Pipe()
+        process = _SPAWN.Process(
+            target=_worker_main,
+            args=(self.target, self.args, child_end),
+            name="fullduplex-worker",
+        )
+        process.start()
+        child_end.close()  # the worker has its copy; the parent keeps only its end
+        self._running.append(_Worker(process, parent_end))
+        _logger.info("started worker %s", process.pid)
+
+    def _reap(self, worker: _Worker) -> int | None:
+        """Handle the death of ``worker``; return an exit status to end supervision, or None."""
+        worker.process.join()
+        worker.conn.close()
+        self._running.remove(worker)
+        status = worker.process.exitcode
+        shown = f"signal {-status}" if status is not None and status < 0 else f"status {status}"
+        if self.watch is not None:
+            _logger.error("worker %s exited (%s); waiting for a change", worker.process.pid, shown)
+            return None
+        if not self._announced:
+            _logger.error("worker %s exited (%s) before listening", worker.process.pid, shown)
+            return status if status and status > 0 else 1
+        now = time.monotonic()
+        self._deaths.append(now)
+        while self._deaths and self._deaths[0] < now - self.restart_window:
+            self._deaths.popleft()
+        if len(self._deaths) > self.max_restarts:
+            _logger.error(
+                "worker %s exited (%s): more than %d restarts in %g s, giving up",
+                worker.process.pid,
+                shown,
+                self.max_restarts,
+                self.restart_window,
+            )
+            return 1
+        _logger.warning("worker %s exited (%s): restarting it", worker.process.pid, shown)
+        self._start()
+        return None
+
+    def _stop_all(self) -> None:
+        """SIGTERM every worker; SIGKILL those still running after ``shutdown_timeout``."""
+        running, self._running = self._running, []
+        for worker in running:
+            if worker.process.is_alive():
+                worker.process.terminate()
+        deadline = time.monotonic() + self.shutdown_timeout
+        pending = [worker.process for worker in running]
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            wait([process.sentinel for process in pending], left)
+            pending = [process for process in pending if process.exitcode is None]
+        for process in pending:
+            _logger.warning("worker %s did not stop in time: killing it", process.pid)
+            process.kill()
+        for worker in running:
+            worker.process.join()
+            worker.conn.close()
+
+    def _start_watcher(self, stop: threading.Event) -> int:
+        """Watch :attr:`watch` in a thread; return a pipe that gets a byte at each change."""
+        try:
+            # Optional dependency, needed only for --reload.
+            import watchfiles  # noqa: PLC0415
+        except ImportError:
+            raise ImportError(
+                "--reload needs watchfiles: pip install 'fullduplex[reload]'"
+            ) from None
+        changes_r, changes_w = os.pipe()
+        where = self.watch
+        assert where is not None
+
+        def watch() -> None:
+            try:
+                for _ in watchfiles.watch(
+                    where, watch_filter=watchfiles.PythonFilter(), stop_event=stop, debounce=200
+                ):
+                    os.write(changes_w, b"!")
+            finally:
+                os.close(changes_w)
+
+        threading.Thread(target=watch, name="fullduplex-reload", daemon=True).start()
+        return changes_r

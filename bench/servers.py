@@ -1,61 +1,146 @@
-"""The echo servers under test, each run in its own subprocess on 127.0.0.1 and a free port.
+"""The servers under test, each run in its own subprocess on 127.0.0.1 and a free port.
 
-Every server prints its ws:// URL on its first stdout line (``--port 0`` picks the port) and
-stops on SIGTERM, so one context manager runs them all.
+Every server prints its URL (``ws://127.0.0.1:PORT``; ``tcp://`` for the raw TCP echo) in its
+first stdout line, serves ``--mode echo`` (each message back with its type) or ``--mode
+broadcast`` (each message to every open connection, the sender included), serves
+permessage-deflate only with ``--compression``, and stops on SIGTERM; so one context manager
+runs them all. Each script's docstring says which of its library's defaults apply.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import resource
 import selectors
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-__all__ = ["ROOT", "SERVERS", "RunningServer", "ServerError", "running_server"]
+__all__ = [
+    "MODES",
+    "ROOT",
+    "SERVERS",
+    "RunningServer",
+    "ServerError",
+    "ServerSpec",
+    "running_server",
+    "server_command",
+]
 
 # The repository root: `python -m bench...` works from there.
 ROOT = Path(__file__).resolve().parent.parent
+MODES = ("echo", "broadcast")
 
-_URL = re.compile(r"(ws://[^\s]+)")
+_URL = re.compile(r"((?:ws|tcp)://[^\s]+)")
 
 
 class ServerError(Exception):
     """A server did not start (or print its URL) in time."""
 
 
-def _fullduplex(uvloop: bool) -> list[str]:
-    command = [sys.executable, "-m", "fullduplex", "echo", "--host", "127.0.0.1", "--port", "0"]
-    command.append("--no-compression")
-    return [*command, "--uvloop"] if uvloop else command
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """What one server can do, and the command that starts it.
+
+    Attributes:
+        name: Its key in SERVERS, as tables show it.
+        compression: It can serve permessage-deflate (``--compression``).
+        broadcast: It has ``--mode broadcast``.
+        raw: A raw TCP echo without WebSocket framing (the load generator sends and expects
+            raw bytes).
+        uvloop: It runs on uvloop when asked (``--uvloop``).
+        command: The command line without the common options (run from ROOT).
+    """
+
+    name: str
+    compression: bool
+    broadcast: bool
+    raw: bool
+    uvloop: bool
+    command: tuple[str, ...]
 
 
-def _websockets(uvloop: bool) -> list[str]:
-    command = [sys.executable, "-m", "bench.websockets_server", "--host", "127.0.0.1", "--port"]
-    command.append("0")
-    return [*command, "--uvloop"] if uvloop else command
+def _python(module: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", module)
 
 
-# Name -> command line for that echo server (argument: whether to use uvloop).
-SERVERS: dict[str, Callable[[bool], list[str]]] = {
-    "fullduplex": _fullduplex,
-    "websockets": _websockets,
-}
+def _node(script: str) -> tuple[str, ...]:
+    # The node binary is resolved when the server starts, so that listing SERVERS never fails.
+    return ("node", str(ROOT / script))
+
+
+_SPECS = (
+    ServerSpec("fullduplex", True, True, False, True, _python("bench.fullduplex_server")),
+    ServerSpec("fullduplex-cb", True, True, False, True, _python("bench.fullduplex_cb_server")),
+    ServerSpec("fullduplex-app", True, True, False, True, _python("bench.fullduplex_app_server")),
+    ServerSpec("websockets", True, True, False, True, _python("bench.websockets_server")),
+    ServerSpec("aiohttp", True, True, False, True, _python("bench.aiohttp_server")),
+    ServerSpec("picows", False, True, False, True, _python("bench.picows_server")),
+    ServerSpec("node-ws", True, True, False, False, _node("bench/node/ws_server.js")),
+    ServerSpec("raw-tcp", False, False, True, True, _python("bench.raw_server")),
+)
+
+#: Name -> what that server can do and how to start it, in the order tables list them.
+SERVERS: dict[str, ServerSpec] = {spec.name: spec for spec in _SPECS}
 
 
 @dataclass(frozen=True, slots=True)
 class RunningServer:
-    """A started server: its name, URL and process id."""
+    """A started server: its name, URL (``ws://`` or ``tcp://``) and process id."""
 
     name: str
     url: str
     pid: int
+
+
+def server_command(
+    name: str, *, uvloop: bool, mode: str = "echo", compression: bool = False
+) -> list[str]:
+    """Return the command line that starts the named server with these settings.
+
+    Raises:
+        KeyError: No server has that name.
+        ValueError: The server cannot do what is asked (uvloop, the mode, compression).
+    """
+    spec = SERVERS[name]
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    if uvloop and not spec.uvloop:
+        raise ValueError(f"{name} does not run on uvloop")
+    if mode == "broadcast" and not spec.broadcast:
+        raise ValueError(f"{name} has no broadcast mode")
+    if compression and not spec.compression:
+        raise ValueError(f"{name} cannot serve permessage-deflate")
+    command = [*spec.command, "--host", "127.0.0.1", "--port", "0", "--mode", mode]
+    if command[0] == "node":
+        command[0] = shutil.which("node") or "node"
+    if uvloop:
+        command.append("--uvloop")
+    if compression:
+        command.append("--compression")
+    return command
+
+
+def _raise_fd_limit() -> None:
+    """Raise this process's soft limit on open files to the hard one; servers inherit it.
+
+    10,000 broadcast clients need as many descriptors in the server, far above the usual soft
+    limit of 1,024; Node cannot raise its own limit, so it is done here, for every server.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # "Unlimited" is not a valid soft limit for open files: the kernel caps it (nr_open).
+    wanted = hard if hard != resource.RLIM_INFINITY else 2**20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _drain(stream: IO[bytes]) -> None:
@@ -68,19 +153,34 @@ def _drain(stream: IO[bytes]) -> None:
 
 
 @contextmanager
-def running_server(name: str, *, uvloop: bool, timeout: float = 20.0) -> Iterator[RunningServer]:
-    """Start the named echo server, yield it once its URL is known, stop it after.
+def running_server(
+    name: str,
+    *,
+    uvloop: bool,
+    mode: str = "echo",
+    compression: bool = False,
+    timeout: float = 20.0,
+) -> Iterator[RunningServer]:
+    """Start the named server, yield it once its URL is known, stop it (SIGTERM) after.
+
+    The soft limit on open files of this process (and so of the server) is raised to the
+    hard limit first.
 
     Args:
         name: A key of SERVERS.
         uvloop: Run the server's event loop on uvloop.
+        mode: "echo" or "broadcast".
+        compression: Serve permessage-deflate.
         timeout: Seconds to wait for the URL line.
 
     Raises:
+        KeyError: No server has that name.
+        ValueError: The server cannot do what is asked (see :func:`server_command`).
         ServerError: If the process exits or stays silent before printing its URL; the message
             carries the end of its stderr.
     """
-    command = SERVERS[name](uvloop)
+    command = server_command(name, uvloop=uvloop, mode=mode, compression=compression)
+    _raise_fd_limit()
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL

@@ -1,24 +1,30 @@
-"""The websockets echo server the benchmark compares fullduplex with.
+"""The websockets (asyncio API) server the benchmark compares fullduplex with.
 
-``python -m bench.websockets_server [--host 127.0.0.1] [--port 0] [--uvloop]`` prints
-``websockets echo server listening on ws://HOST:PORT`` as its first stdout line (flushed), like
-``python -m fullduplex echo``, and stops on SIGINT or SIGTERM. It is configured like the
-fullduplex server under test: no compression and a message limit far above the largest
-benchmark message. Everything else is websockets' defaults, as its users run it.
+``python -m bench.websockets_server [--host H] [--port 0] [--uvloop] [--mode echo|broadcast]
+[--compression]`` prints ``websockets MODE server listening on ws://HOST:PORT`` first and
+stops on SIGINT or SIGTERM (closing every connection with 1001, as ``serve`` does).
+
+Settings: ``max_size`` 64 MiB (default 1 MiB) and ``compression`` "deflate" (the default)
+with ``--compression``, None without. Everything else is websockets' default: keepalive ping
+every 20 s, closing after 20 s without a pong; ``max_queue`` 16; write limit 32 KiB; open and
+close timeouts 10 s.
+
+Broadcast: each handler keeps its connection in one set while it runs; every message goes
+to the set with ``websockets.broadcast``, the library's own broadcast (it skips connections
+that are not open and those still writing a fragmented message).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
-from collections.abc import Callable
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-__all__ = ["echo", "main", "run"]
+from bench.server_cli import MAX_MESSAGE_SIZE, Options, announce, parse_options, run
 
-MAX_SIZE = 64 * 2**20
+__all__ = ["echo", "main", "send_to_all", "serve_until"]
+
+CONNECTIONS: set[ServerConnection] = set()
 
 
 async def echo(ws: ServerConnection) -> None:
@@ -27,38 +33,33 @@ async def echo(ws: ServerConnection) -> None:
         await ws.send(message)
 
 
-async def run(host: str, port: int) -> None:
-    """Serve until SIGINT or SIGTERM; print the URL first.
+async def send_to_all(ws: ServerConnection) -> None:
+    """Send every message of this connection to every open connection, this one included."""
+    CONNECTIONS.add(ws)
+    try:
+        async for message in ws:
+            broadcast(CONNECTIONS, message)
+    finally:
+        CONNECTIONS.discard(ws)
 
-    Args:
-        host: The address to listen on.
-        port: The port, 0 for a free one.
-    """
-    stop = asyncio.get_running_loop().create_future()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set_result, None)
-    async with serve(echo, host, port, compression=None, max_size=MAX_SIZE) as server:
-        bound_port = server.sockets[0].getsockname()[1]
-        print(f"websockets echo server listening on ws://{host}:{bound_port}", flush=True)
+
+async def serve_until(options: Options, stop: asyncio.Future[None]) -> None:
+    """Serve until ``stop`` is done."""
+    handler = echo if options.mode == "echo" else send_to_all
+    async with serve(
+        handler,
+        options.host,
+        options.port,
+        compression="deflate" if options.compression else None,
+        max_size=MAX_MESSAGE_SIZE,
+    ) as server:
+        announce("websockets", options, server.sockets[0].getsockname()[1])
         await stop
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and serve; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m bench.websockets_server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
-    args = parser.parse_args(argv)
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    if args.uvloop:
-        import uvloop  # noqa: PLC0415 - optional, only when asked for
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(run(args.host, args.port))
-    return 0
+    return run(serve_until, parse_options("python -m bench.websockets_server", argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Tests of the benchmark: its servers, runner and load generator."""

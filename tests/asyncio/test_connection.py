@@ -433,7 +433,7 @@ class TestFlowControl:
                 await ws.send(str(i))
             await until(lambda: server_ws._reading_paused)
             assert not server_ws._transport.is_reading()
-            assert 4 <= len(server_ws._messages) < 50
+            assert 4 <= len(server_ws._messages or ()) < 50
             received = [await wait_for(server_ws.recv()) for _ in range(50)]
             assert received == [str(i) for i in range(50)]
             assert server_ws._transport.is_reading()
@@ -448,7 +448,7 @@ class TestFlowControl:
             server_ws = await handlers.next()
             for i in range(100):
                 await ws.send(str(i))
-            await until(lambda: len(server_ws._messages) == 100)
+            await until(lambda: len(server_ws._messages or ()) == 100)
             assert not server_ws._reading_paused
             handlers.release()
 

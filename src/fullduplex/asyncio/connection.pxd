@@ -9,7 +9,7 @@ from ..protocol.connection cimport Connection
 cdef class WebSocket:
     cdef public object _close_handle
     cdef public object _close_timeout
-    cdef public object _closed_waiter
+    cdef public list _closed_waiters
     cdef public Connection _conn
     cdef public bint _debug
     cdef public list _drain_waiters

@@ -96,7 +96,7 @@ class WebSocket:
     __slots__ = (
         "_close_handle",
         "_close_timeout",
-        "_closed_waiter",
+        "_closed_waiters",
         "_conn",
         "_debug",
         "_drain_waiters",
@@ -157,7 +157,9 @@ class WebSocket:
         self._ping_timeout = ping_timeout
         self._close_timeout = close_timeout
         # Receiving.
-        self._messages: collections.deque[Message] = collections.deque()
+        # Created when the first message has to wait: an empty deque costs ~600 bytes, and a
+        # server may hold many idle connections.
+        self._messages: collections.deque[Message] | None = None
         # An unbounded queue is a queue whose bound is never reached: no test on the hot path.
         self._max_queue = max_queue if max_queue is not None else 2**62
         self._low_water = self._max_queue // 4
@@ -179,7 +181,9 @@ class WebSocket:
         # Closing.
         self._close_handle: asyncio.TimerHandle | None = None
         self._lost = False
-        self._closed_waiter: asyncio.Future[None] | None = None
+        # One future per wait_closed() caller, so that a caller who gives up cancels only its
+        # own (cheaper than asyncio.shield around a shared one: no extra future, no closures).
+        self._closed_waiters: list[asyncio.Future[None]] | None = None
         # Handshake results.
         self._request: Request | None = None
         self._response: Response | None = None
@@ -279,7 +283,9 @@ class WebSocket:
         except asyncio.CancelledError:
             # A message handed to this waiter just before the cancellation must not be lost.
             if waiter.done() and not waiter.cancelled() and waiter.result() is not _EOF:
-                messages.appendleft(waiter.result())
+                if self._messages is None:
+                    self._messages = collections.deque()
+                self._messages.appendleft(waiter.result())
             raise
         finally:
             if self._recv_waiter is waiter:
@@ -312,6 +318,8 @@ class WebSocket:
                 waiter.set_result(message)
                 return
         messages = self._messages
+        if messages is None:
+            messages = self._messages = collections.deque()
         messages.append(message)
         if len(messages) >= self._max_queue and not self._reading_paused:
             self._reading_paused = True
@@ -650,8 +658,11 @@ class WebSocket:
                     # Nobody may be waiting for this ping: do not log "never retrieved".
                     ping_waiter.exception()
             self._pings.clear()
-        if self._closed_waiter is not None and not self._closed_waiter.done():
-            self._closed_waiter.set_result(None)
+        if self._closed_waiters is not None:
+            for closed_waiter in self._closed_waiters:
+                if not closed_waiter.done():
+                    closed_waiter.set_result(None)
+            self._closed_waiters = None
         if conn is not None:
             self._log_close(conn, exc)
         self._lost_hook(exc)
@@ -827,10 +838,15 @@ class WebSocket:
         """Wait until the TCP connection is closed (it is not closed by this call)."""
         if self._lost:
             return
-        if self._closed_waiter is None:
-            self._closed_waiter = self._loop.create_future()
-        # Shielded: a caller that gives up must not cancel the future other callers share.
-        await asyncio.shield(self._closed_waiter)
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        if self._closed_waiters is None:
+            self._closed_waiters = []
+        self._closed_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._closed_waiters is not None and waiter in self._closed_waiters:
+                self._closed_waiters.remove(waiter)
 
     def _arm_close_timer(self) -> None:
         if self._close_handle is None and self._close_timeout is not None and not self._lost:

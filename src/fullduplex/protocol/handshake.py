@@ -117,46 +117,53 @@ class Headers(MutableMapping[str, str]):
         items: Initial fields: ``(name, value)`` pairs, a mapping, or another Headers.
     """
 
-    __slots__ = ("_index", "_items")
+    # Only the fields as received, no index: a server keeps every connection's request for
+    # its whole life, and an index (a dict, a list per name, lower-cased copies of names)
+    # doubled its memory. Lookups scan the fields, which max_header_count bounds.
+    __slots__ = ("_items",)
 
     def __init__(
         self, items: Iterable[tuple[str, str]] | Mapping[str, str] | Headers = (), /
     ) -> None:
-        self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
         if isinstance(items, Headers):
             items = items.raw_items()
         elif isinstance(items, Mapping):
             items = items.items()
-        for name, value in items:
-            self.add(name, value)
+        self._items: list[tuple[str, str]] = [(name, value) for name, value in items]
 
     def __getitem__(self, name: str) -> str:
-        values = self._index[name.lower()]
+        values = self._values(name.lower())
+        if not values:
+            raise KeyError(name)
         return values[0] if len(values) == 1 else ", ".join(values)
 
     def __setitem__(self, name: str, value: str) -> None:
-        if name.lower() in self._index:
+        if name in self:
             del self[name]
         self.add(name, value)
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
-        del self._index[key]
-        self._items = [item for item in self._items if item[0].lower() != key]
+        items = [item for item in self._items if item[0].lower() != key]
+        if len(items) == len(self._items):
+            raise KeyError(name)
+        self._items = items
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+        if not isinstance(name, str):
+            return False
+        key = name.lower()
+        return any(item_name.lower() == key for item_name, _ in self._items)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._index)
+        return iter(self._grouped())
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._grouped())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Headers):
-            return self._index == other._index
+            return self._grouped() == other._grouped()
         if isinstance(other, Mapping):
             return dict(self.items()) == {k.lower(): v for k, v in other.items()}
         return NotImplemented
@@ -166,22 +173,24 @@ class Headers(MutableMapping[str, str]):
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
 
+    def _grouped(self) -> dict[str, list[str]]:
+        """Every value by lower-case name, names in order of first appearance."""
+        grouped: dict[str, list[str]] = {}
+        for name, value in self._items:
+            grouped.setdefault(name.lower(), []).append(value)
+        return grouped
+
     def add(self, name: str, value: str) -> None:
         """Append one field, keeping any other lines of the same name."""
         self._items.append((name, value))
-        values = self._index.get(key := name.lower())
-        if values is None:
-            self._index[key] = [value]
-        else:
-            values.append(value)
 
     def _values(self, key: str) -> Sequence[str]:
-        # The stored list itself, for read-only use inside this module: no copy on hot paths.
-        return self._index.get(key, _NO_VALUES)
+        # key is lower case already (callers inside this module pass literals).
+        return [value for name, value in self._items if name.lower() == key]
 
     def get_all(self, name: str) -> list[str]:
         """Return the value of every line of field ``name``, in order ([] if absent)."""
-        return list(self._index.get(name.lower(), ()))
+        return list(self._values(name.lower()))
 
     def raw_items(self) -> list[tuple[str, str]]:
         """Return every field as ``(name, value)``, in order, with names as given."""
@@ -224,9 +233,6 @@ class Response:
     reason: str
     headers: Headers
     body: bytes = b""
-
-
-_NO_VALUES: tuple[str, ...] = ()
 
 
 def _tokens(values: Iterable[str]) -> list[str]:
@@ -333,7 +339,9 @@ class ServerHandshake:
         self._deflate = deflate
         self.max_header_size = max_header_size
         self.max_header_count = max_header_count
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+        self._h11: h11.Connection | None = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=max_header_size
+        )
         self._received = 0
         self.request: Request | None = None
         self.trailing_data = b""
@@ -365,9 +373,10 @@ class ServerHandshake:
         if not data:  # h11 would take b"" for the end of the stream
             return None
         conn = self._h11
+        assert conn is not None  # released only after the 101, so after the request
         conn.receive_data(data)
         self._received += len(data)
-        event = self._next_event()
+        event = self._next_event(conn)
         if event is h11.NEED_DATA:
             return None
         if not isinstance(event, h11.Request):  # pragma: no cover - h11 yields a Request first
@@ -410,9 +419,11 @@ class ServerHandshake:
             raise InvalidMessage("connection closed before a request was sent")
         raise InvalidMessage("connection closed before the request was complete")
 
-    def _next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+    def _next_event(
+        self, conn: h11.Connection
+    ) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         try:
-            return self._h11.next_event()
+            return conn.next_event()
         except h11.RemoteProtocolError as exc:
             # h11 flags an oversized incomplete head with status 431.
             if exc.error_status_hint == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE:
@@ -603,15 +614,20 @@ class ServerHandshake:
                 101 to a request that did not ask for an upgrade.
         """
         conn = self._h11
+        if conn is None:
+            raise InvalidState("cannot send this response: the connection switched to WebSocket")
         try:
             if response.status == HTTPStatus.SWITCHING_PROTOCOLS:
-                return conn.send(
+                data = conn.send(
                     h11.InformationalResponse(
                         status_code=response.status,
                         headers=_h11_headers(response.headers),
                         reason=response.reason.encode("latin-1"),
                     )
                 )
+                # HTTP is over for this connection, which may live for days: let h11 go.
+                self._h11 = None
+                return data
             headers = response.headers.copy()
             # An empty body keeps a Content-Length the caller set: the answer to a HEAD
             # announces the length of the GET body it leaves out (RFC 9110 section 8.6).

@@ -4,8 +4,9 @@
 echo|broadcast] [--compression]`` prints ``fullduplex-cb MODE server listening on
 ws://HOST:PORT`` first and stops on SIGINT or SIGTERM.
 
-Each handler sets ``ws.on_message``, so that every message is handled inside the transport's
-read callback, then waits until the connection is closed. Echo: ``on_message = send_nowait``.
+Each handler is a plain function (the callback style: no task per connection): it sets
+``ws.on_message``, so that every message is handled inside the transport's read callback, and
+returns. Echo: ``on_message = send_nowait``.
 Broadcast: each message is framed once (``serialize_frame``) and the same bytes go to every
 open connection without permessage-deflate with ``send_prepared_nowait``; a connection that
 negotiated deflate gets its own compressed copy with ``send_nowait``.
@@ -30,10 +31,9 @@ __all__ = ["broadcast", "echo", "main", "send_to_all", "serve_until"]
 CONNECTIONS: set[WebSocket] = set()
 
 
-async def echo(ws: WebSocket) -> None:
-    """Send every message back from the read callback, then wait for the close."""
+def echo(ws: WebSocket) -> None:
+    """Send every message back from the read callback."""
     ws.on_message = ws.send_nowait
-    await ws.wait_closed()
 
 
 def send_to_all(message: Message) -> None:
@@ -49,17 +49,14 @@ def send_to_all(message: Message) -> None:
             else:
                 ws.send_prepared_nowait(frame)
         except ConnectionClosed:
-            pass  # closing: its handler takes it out of the set
+            pass  # closing: on_close takes it out of the set
 
 
-async def broadcast(ws: WebSocket) -> None:
+def broadcast(ws: WebSocket) -> None:
     """Broadcast every message of this connection from the read callback, until closed."""
     CONNECTIONS.add(ws)
-    try:
-        ws.on_message = send_to_all
-        await ws.wait_closed()
-    finally:
-        CONNECTIONS.discard(ws)
+    ws.on_message = send_to_all
+    ws.on_close = CONNECTIONS.discard
 
 
 async def serve_until(options: Options, stop: asyncio.Future[None]) -> None:

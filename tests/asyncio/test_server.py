@@ -25,6 +25,83 @@ from fullduplex.protocol.handshake import Request, Response
 from tests.asyncio.utils import Handlers, RawClient, echo, until, uri, wait_for
 
 
+class TestCallbackHandler:
+    """A plain ``def`` handler: the connection lives on its callbacks, with no task."""
+
+    async def test_echo_without_a_task(self) -> None:
+        opened: list[ServerWebSocket] = []
+
+        def echo_callbacks(ws: WebSocket) -> None:
+            assert isinstance(ws, ServerWebSocket)
+            opened.append(ws)
+            ws.on_message = ws.send_nowait
+
+        async with serve(echo_callbacks, "127.0.0.1", 0) as server, connect(uri(server)) as ws:
+            for message in ("hello", b"\x00\x01"):
+                await ws.send(message)
+                assert await wait_for(ws.recv()) == message
+            # The handler returned long ago, and the connection is still open and taskless.
+            assert server._tasks == set()
+            assert len(opened) == 1 and opened[0]._task is None
+            assert server.connections == {opened[0]}
+
+    async def test_on_close_reports_the_close(self) -> None:
+        closed: asyncio.Queue[tuple[int | None, str | None]] = asyncio.Queue()
+
+        def handler(ws: WebSocket) -> None:
+            ws.on_close = lambda ws: closed.put_nowait((ws.close_code, ws.close_reason))
+
+        async with serve(handler, "127.0.0.1", 0) as server:
+            async with connect(uri(server)) as ws:
+                await ws.close(4000, "bye")
+            assert await wait_for(closed.get()) == (4000, "bye")
+
+    async def test_server_close_sends_1001(self) -> None:
+        async with serve(lambda ws: None, "127.0.0.1", 0) as server, connect(uri(server)) as ws:
+            await until(lambda: len(server.connections) == 1)
+            server.close()
+            with pytest.raises(ConnectionClosedOK) as info:
+                await wait_for(ws.recv())
+            assert info.value.code == 1001
+            await wait_for(server.wait_closed())
+
+    async def test_exception_closes_with_1011(self, caplog: pytest.LogCaptureFixture) -> None:
+        def broken(ws: WebSocket) -> None:
+            raise RuntimeError("boom")
+
+        caplog.set_level(logging.INFO, logger="fullduplex.server")
+        async with serve(broken, "127.0.0.1", 0) as server, connect(uri(server)) as ws:
+            with pytest.raises(ConnectionClosedError) as info:
+                await wait_for(ws.recv())
+            assert (info.value.code, info.value.reason) == (1011, "internal error")
+        assert any("connection handler failed" in r.getMessage() for r in caplog.records)
+
+    async def test_async_process_request_still_works(self) -> None:
+        async def refuse_secret(ws: ServerWebSocket, request: Request) -> Response | None:
+            await asyncio.sleep(0)
+            return ws.respond(403, "no\n") if request.path == "/secret" else None
+
+        def handler(ws: WebSocket) -> None:
+            ws.on_message = ws.send_nowait
+
+        async with serve(handler, "127.0.0.1", 0, process_request=refuse_secret) as server:
+            with pytest.raises(InvalidStatus) as info:
+                await connect(uri(server, "/secret"))
+            assert info.value.status_code == 403
+            async with connect(uri(server)) as ws:
+                await ws.send("still here")
+                assert await wait_for(ws.recv()) == "still here"
+
+    async def test_a_function_that_returns_a_coroutine_runs_as_a_task(self) -> None:
+        def wrapper(ws: WebSocket) -> Any:
+            return echo(ws)
+
+        async with serve(wrapper, "127.0.0.1", 0) as server, connect(uri(server)) as ws:
+            await ws.send("x")
+            assert await wait_for(ws.recv()) == "x"
+            assert len(server._tasks) == 1
+
+
 class TestHandler:
     """The handler runs once per connection; its end decides the close code."""
 

@@ -40,6 +40,7 @@ cdef class WebSocket:
     cdef public bint _write_paused
     cdef public object id
     cdef public object on_message
+    cdef public object on_close
     cdef object __weakref__
 
     cpdef _deliver(self, message)

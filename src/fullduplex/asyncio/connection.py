@@ -90,7 +90,11 @@ class WebSocket:
         id: A short identifier for log lines about this connection.
         on_message: When set to a callable, each message is passed to it from the transport's
             callback instead of being queued for :meth:`recv`; it must not block. Flow control
-            is then the callable's business. For frameworks built on top.
+            is then the callable's business. For frameworks built on top, and for plain
+            (callback-style) server handlers.
+        on_close: When set to a callable, it is called with this WebSocket once the
+            connection is closed (the TCP connection is gone; :attr:`close_code` is known).
+            With ``on_message``, this makes a connection that needs no task at all.
     """
 
     __slots__ = (
@@ -126,6 +130,7 @@ class WebSocket:
         "_write_limit",
         "_write_paused",
         "id",
+        "on_close",
         "on_message",
     )
 
@@ -150,6 +155,7 @@ class WebSocket:
         self._debug = logger.isEnabledFor(logging.DEBUG)
         self.id = os.urandom(4).hex()
         self.on_message: Callable[[Message], object] | None = None
+        self.on_close: Callable[[WebSocket], object] | None = None
         self._max_message_size = max_message_size
         self._max_frame_size = max_frame_size
         self._write_limit = write_limit
@@ -666,6 +672,13 @@ class WebSocket:
         if conn is not None:
             self._log_close(conn, exc)
         self._lost_hook(exc)
+        on_close = self.on_close
+        if on_close is not None:
+            self.on_close = None
+            try:
+                on_close(self)
+            except Exception:
+                self._logger.error("[%s] on_close callback failed", self.id, exc_info=True)
 
     def pause_writing(self) -> None:
         """Called by asyncio when the write buffer is above ``write_limit``."""
@@ -823,6 +836,11 @@ class WebSocket:
         Raises:
             ValueError: The code may not be sent or the reason is too long (nothing is sent).
         """
+        self._start_close(code, reason)
+        await self.wait_closed()
+
+    def _start_close(self, code: int, reason: str) -> None:
+        """Send a close frame (or drop a connection still in its handshake); arm the timer."""
         conn = self._conn
         if not self._lost and self._transport is not None:
             if conn is None:
@@ -832,7 +850,6 @@ class WebSocket:
                 conn.send_close(code, reason)
                 self._flush()
             self._arm_close_timer()
-        await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed (it is not closed by this call)."""

@@ -9,21 +9,27 @@
     async with fullduplex.serve(echo, "127.0.0.1", 8765) as server:
         await server.serve_forever()
 
-Each connection gets one task, which runs the opening handshake (and ``process_request``) and
-then the handler; messages themselves cost no task. When the handler returns, the connection
-closes with 1000; when it raises, the error is logged with its traceback and the connection
-closes with 1011.
+An ``async def`` handler runs in one task per connection, after the opening handshake; messages
+themselves cost no task. When it returns, the connection closes with 1000; when it raises, the
+error is logged with its traceback and the connection closes with 1011.
+
+A plain ``def`` handler is the callback style: it is called once the connection is open, sets
+``ws.on_message`` (and whatever else it needs) and returns; the connection then lives on its
+callbacks until either side closes it. Such a connection has no task at all (when
+``process_request`` is absent or synchronous), which is what keeps a server with many idle
+connections small.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, cast
 
@@ -44,8 +50,8 @@ from .connection import (
 
 __all__ = ["Handler", "ProcessRequest", "Server", "ServerWebSocket", "serve"]
 
-Handler = Callable[[WebSocket], Awaitable[None]]
-"""The connection handler: ``async def handler(ws)``; runs once per connection."""
+Handler = Callable[[WebSocket], "Awaitable[None] | None"]
+"""The connection handler: ``async def handler(ws)``, or a plain ``def`` (the callback style)."""
 
 ProcessRequest = Callable[
     ["ServerWebSocket", Request], "Response | Awaitable[Response | None] | None"
@@ -131,10 +137,43 @@ class ServerWebSocket(WebSocket):
             return
         if request is not None:
             self._request = request
-            self._task = task = self._loop.create_task(self._run(request))
-            tasks = self._server._tasks
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            if self._server._handler_is_async:
+                self._start_task(self._run(request))
+            else:
+                self._open_inline(request)
+
+    def _start_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._task = task = self._loop.create_task(coro)
+        tasks = self._server._tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def _open_inline(self, request: Request) -> None:
+        """Answer the request and run a plain handler without a task, unless something awaits."""
+        server = self._server
+        try:
+            response = None
+            if server._process_request is not None:
+                result = server._process_request(self, request)
+                if inspect.isawaitable(result):
+                    self._start_task(self._run(request, result))
+                    return
+                response = result
+            if not self._respond_to(request, response):
+                return
+        except Exception:
+            self._handshake_failed()
+            return
+        try:
+            handled = server._handler(self)
+        except Exception:
+            self._logger.error("[%s] connection handler failed", self.id, exc_info=True)
+            self._start_close(1011, "internal error")
+            return
+        if inspect.isawaitable(handled):
+            # A plain function that returned an awaitable after all (e.g. a partial of an
+            # async function): run it like an async handler.
+            self._start_task(self._handle(handled))
 
     def _handshake_eof_received(self) -> None:
         if self._request is None and self._debug:
@@ -179,16 +218,32 @@ class ServerWebSocket(WebSocket):
             self._open_handle.cancel()
             self._open_handle = None
 
-    async def _answer(self, request: Request) -> bool:
+    async def _answer(
+        self, request: Request, pending: Awaitable[Response | None] | None = None
+    ) -> bool:
         """Answer the request: a process_request response, a rejection, or the 101. Return
-        True when the connection is open."""
+        True when the connection is open.
+
+        Args:
+            request: The request.
+            pending: What process_request returned, when it was called already and must be
+                awaited.
+        """
         server = self._server
         response: Response | None = None
-        if server._process_request is not None:
+        if pending is not None:
+            response = await pending
+        elif server._process_request is not None:
             result = server._process_request(self, request)
             if inspect.isawaitable(result):
                 result = await result
             response = result
+        return self._respond_to(request, response)
+
+    def _respond_to(self, request: Request, response: Response | None) -> bool:
+        """Send ``response``, or the 101 (or the rejection) when it is None. Return True when
+        the connection is open."""
+        server = self._server
         if response is None and server._closing:
             response = self.respond(503, "server shutting down\n")
         limit = server._max_connections
@@ -225,37 +280,48 @@ class ServerWebSocket(WebSocket):
             self._logger.debug("[%s] connection open: %s", self.id, request.path)
         return True
 
-    async def _run(self, request: Request) -> None:
-        """The connection's one task: the opening handshake, then the handler, then close."""
-        server = self._server
+    async def _run(
+        self, request: Request, pending: Awaitable[Response | None] | None = None
+    ) -> None:
+        """The connection's task: the opening handshake, then the handler, then close."""
         try:
             try:
-                if not await self._answer(request):
+                if not await self._answer(request, pending):
                     return
             except Exception:
-                self._logger.error("[%s] opening handshake failed", self.id, exc_info=True)
-                if self._response is None:
-                    with contextlib.suppress(Exception):
-                        self._send_response(self.respond(500, "internal server error\n"))
-                self._end_http()
+                self._handshake_failed()
                 return
-            code, reason = 1000, ""
-            try:
-                await server._handler(self)
-            except ConnectionClosed as exc:
-                # The peer went away while the handler was using the connection: already
-                # logged once by connection_lost if it was abnormal.
-                if self._debug:
-                    self._logger.debug("[%s] handler ended by the close: %s", self.id, exc)
-            except Exception:
-                self._logger.error("[%s] connection handler failed", self.id, exc_info=True)
-                code, reason = 1011, "internal error"
-            await self.close(code, reason)
+            handled = self._server._handler(self)
+            if inspect.isawaitable(handled):
+                await self._handle(handled)
         except BaseException:
             # Cancelled (the loop is shutting down): do not leave the socket behind.
             if not self._lost and self._transport is not None:
                 self._transport.abort()
             raise
+
+    def _handshake_failed(self) -> None:
+        """process_request or the handshake raised: log it, answer 500, end HTTP."""
+        self._logger.error("[%s] opening handshake failed", self.id, exc_info=True)
+        if self._response is None:
+            with contextlib.suppress(Exception):
+                self._send_response(self.respond(500, "internal server error\n"))
+        self._end_http()
+
+    async def _handle(self, handled: Awaitable[None]) -> None:
+        """Await an async handler, then close: 1000 when it returns, 1011 when it raises."""
+        code, reason = 1000, ""
+        try:
+            await handled
+        except ConnectionClosed as exc:
+            # The peer went away while the handler was using the connection: already
+            # logged once by connection_lost if it was abnormal.
+            if self._debug:
+                self._logger.debug("[%s] handler ended by the close: %s", self.id, exc)
+        except Exception:
+            self._logger.error("[%s] connection handler failed", self.id, exc_info=True)
+            code, reason = 1011, "internal error"
+        await self.close(code, reason)
 
     def _lost_hook(self, exc: Exception | None) -> None:
         self._cancel_open_timer()
@@ -300,6 +366,8 @@ class Server:
         logger: LoggerLike | None = None,
     ) -> None:
         self._handler = handler
+        # Decided once: an async handler gets a task per connection, a plain one none.
+        self._handler_is_async = _is_async_callable(handler)
         self._host = host
         self._port = port
         self._process_request = process_request
@@ -472,6 +540,15 @@ class Server:
         await self._closed.wait()
 
 
+def _is_async_callable(func: object) -> bool:
+    """Tell whether calling ``func`` returns a coroutine (an async function, maybe wrapped)."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
 def serve(
     handler: Handler,
     host: str | Sequence[str] | None = None,
@@ -482,7 +559,10 @@ def serve(
 
     Args:
         handler: ``async def handler(ws)``, run once per connection in its own task. When it
-            returns the connection is closed with 1000; when it raises, with 1011.
+            returns the connection is closed with 1000; when it raises, with 1011. Or a
+            plain ``def handler(ws)`` (the callback style): called once the connection is
+            open, it sets ``ws.on_message`` and returns, and the connection stays open until
+            either side closes it; when it raises, the connection closes with 1011.
         host: The interface(s) to listen on (None: all). See ``loop.create_server``.
         port: The TCP port; 0 picks a free one (then read :attr:`Server.port`).
         **options: Keyword arguments of :class:`Server`:

@@ -67,4 +67,4 @@ bench: deps
 clean:
 	rm -rf $(VENV) build src/*.egg-info $(NODE_DIR)/node_modules
 	find src -name '*.so' -delete
-	rm -f src/fullduplex/protocol/connection.c src/fullduplex/asyncio/connection.c
+	rm -f src/fullduplex/protocol/frames.c src/fullduplex/protocol/connection.c src/fullduplex/asyncio/connection.c

@@ -15,7 +15,11 @@ from setuptools import Extension, setup
 
 build = os.environ.get("FULLDUPLEX_BUILD_EXTENSION", "auto")
 optional = build != "yes"
-CYTHON_SOURCES = ["src/fullduplex/protocol/connection.py", "src/fullduplex/asyncio/connection.py"]
+CYTHON_SOURCES = [
+    "src/fullduplex/protocol/frames.py",
+    "src/fullduplex/protocol/connection.py",
+    "src/fullduplex/asyncio/connection.py",
+]
 
 ext_modules = []
 if build != "no":

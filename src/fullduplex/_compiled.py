@@ -17,7 +17,13 @@ from types import ModuleType
 __all__ = ["COMPILED_MODULES", "use_source_only"]
 
 #: Modules that setup.py compiles with Cython when Cython is available.
-COMPILED_MODULES = frozenset({"fullduplex.protocol.connection", "fullduplex.asyncio.connection"})
+COMPILED_MODULES = frozenset(
+    {
+        "fullduplex.protocol.frames",
+        "fullduplex.protocol.connection",
+        "fullduplex.asyncio.connection",
+    }
+)
 
 
 class _SourceOnlyFinder:

@@ -175,3 +175,35 @@ def test_frames_uses_the_c_parser(speedups: ModuleType) -> None:
         assert frames.FrameParser is PythonFrameParser
     else:
         assert frames.FrameParser is speedups.FrameParser
+
+
+class TestFrame:
+    """The C frame() equals frames._frame_python, the reference."""
+
+    @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+    @pytest.mark.parametrize("mask", [None, MASK])
+    def test_lengths_and_masks(self, speedups: ModuleType, length: int, mask: bytes | None) -> None:
+        payload = bytes(range(256)) * (length // 256) + bytes(range(length % 256))
+        for opcode, fin, rsv1 in [(1, True, False), (2, False, True), (0, True, False)]:
+            expected = frames._frame_python(opcode, payload, fin, rsv1, mask)
+            assert speedups.frame(opcode, payload, fin, rsv1, mask) == expected
+
+    def test_any_bytes_like(self, speedups: ModuleType) -> None:
+        expected = frames._frame_python(2, b"abc", True, False, MASK)
+        for payload in (bytearray(b"abc"), memoryview(b"abc")):
+            assert speedups.frame(2, payload, True, False, MASK) == expected
+        assert speedups.frame(2, b"abc", True, False, bytearray(MASK)) == expected
+
+    def test_bad_arguments(self, speedups: ModuleType) -> None:
+        with pytest.raises(ValueError, match="4 bytes"):
+            speedups.frame(1, b"", True, False, b"abc")
+        with pytest.raises(TypeError):
+            speedups.frame(1, "text", True, False, None)
+        with pytest.raises(TypeError):
+            speedups.frame(1, b"")
+
+    def test_serialize_frame_uses_it(self, speedups: ModuleType) -> None:
+        if os.environ.get("FULLDUPLEX_NO_EXTENSIONS"):
+            assert frames.frame is frames._frame_python
+        else:
+            assert frames.frame is speedups.frame

@@ -7,6 +7,8 @@
  *
  * apply_mask(data, mask) -> bytes
  *     XOR data (any C-contiguous buffer) with the 4-byte mask repeated (RFC 6455 section 5.3).
+ * frame(opcode, payload, fin, rsv1, mask) -> bytes
+ *     The twin of frames._frame_python: one frame's bytes in one allocation.
  * FrameParser
  *     The twin of frames.FrameParser (the reference), parsing a whole read in one C pass.
  *
@@ -250,6 +252,101 @@ apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *
 exit:
     if (data_owned) {
         PyBuffer_Release(&data_view);
+    }
+    if (mask_owned) {
+        PyBuffer_Release(&mask_view);
+    }
+    return result;
+}
+
+/* ---- frame ----------------------------------------------------------------------------------
+ *
+ * The C twin of frames._frame_python (the reference): the bytes of one frame, header and payload
+ * (masked when a mask is given) in one allocation. Positional arguments only: it is called once
+ * per message sent.
+ */
+
+PyDoc_STRVAR(frame_doc,
+"frame($module, opcode, payload, fin, rsv1, mask, /)\n--\n\n"
+"Return the bytes of one frame; mask is 4 bytes or None (see frames.serialize_frame).");
+
+static PyObject *
+frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "frame() takes exactly 5 arguments");
+        return NULL;
+    }
+    long opcode = PyLong_AsLong(args[0]);
+    if (opcode == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int fin = PyObject_IsTrue(args[2]);
+    int rsv1 = PyObject_IsTrue(args[3]);
+    if (fin < 0 || rsv1 < 0) {
+        return NULL;
+    }
+    Py_buffer payload_view;
+    Py_buffer mask_view;
+    int payload_owned = 0;
+    int mask_owned = 0;
+    const char *payload;
+    const char *mask = NULL;
+    Py_ssize_t length;
+    Py_ssize_t mask_len = 0;
+    PyObject *result = NULL;
+    if (fd_get_bytes(args[1], &payload_view, &payload_owned, &payload, &length) < 0) {
+        return NULL;
+    }
+    if (args[4] != Py_None) {
+        if (fd_get_bytes(args[4], &mask_view, &mask_owned, &mask, &mask_len) < 0) {
+            goto exit;
+        }
+        if (mask_len != MASK_LEN) {
+            PyErr_Format(PyExc_ValueError, "mask must be exactly 4 bytes, got %zd", mask_len);
+            goto exit;
+        }
+    }
+    uint8_t header[14];
+    Py_ssize_t header_len = 2;
+    header[0] = (uint8_t)((opcode & 0x0F) | (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0));
+    uint8_t mask_bit = mask != NULL ? 0x80 : 0;
+    if (length < 126) {
+        header[1] = (uint8_t)(mask_bit | length);
+    }
+    else if (length < 65536) {
+        header[1] = mask_bit | 126;
+        header[2] = (uint8_t)(length >> 8);
+        header[3] = (uint8_t)length;
+        header_len = 4;
+    }
+    else {
+        header[1] = mask_bit | 127;
+        for (int k = 0; k < 8; k++) {
+            header[2 + k] = (uint8_t)((unsigned long long)length >> (56 - 8 * k));
+        }
+        header_len = 10;
+    }
+    if (mask != NULL) {
+        memcpy(header + header_len, mask, MASK_LEN);
+        header_len += MASK_LEN;
+    }
+    result = PyBytes_FromStringAndSize(NULL, header_len + length);
+    if (result == NULL) {
+        goto exit;
+    }
+    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(result);
+    memcpy(out, header, (size_t)header_len);
+    if (mask != NULL) {
+        fd_xor_mask((const uint8_t *)payload, out + header_len, length, (const uint8_t *)mask);
+    }
+    else if (length) {
+        memcpy(out + header_len, payload, (size_t)length);
+    }
+exit:
+    if (payload_owned) {
+        PyBuffer_Release(&payload_view);
     }
     if (mask_owned) {
         PyBuffer_Release(&mask_view);
@@ -669,6 +766,7 @@ static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL | METH_KEYWORDS,
      apply_mask_doc},
     {"setup", (PyCFunction)(void (*)(void))speedups_setup, METH_FASTCALL, setup_doc},
+    {"frame", (PyCFunction)(void (*)(void))frame, METH_FASTCALL, frame_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,7 +5,7 @@ from typing_extensions import Buffer
 from ..exceptions import ProtocolError
 from .frames import Frame
 
-__all__ = ["FrameParser", "apply_mask", "setup", "simd"]
+__all__ = ["FrameParser", "apply_mask", "frame", "setup", "simd"]
 
 simd: str
 """Which code path apply_mask uses on this machine: "avx2", "sse2" or "uint64"."""
@@ -49,3 +49,6 @@ def setup(
     /,
 ) -> None:
     """Give FrameParser the classes it creates; frames.py calls it once, at import."""
+
+def frame(opcode: int, payload: Buffer, fin: bool, rsv1: bool, mask: Buffer | None, /) -> bytes:
+    """Return the bytes of one frame (equal to ``frames._frame_python``)."""

@@ -30,10 +30,10 @@ from .frames import (
     CloseCode,
     FrameParser,
     Opcode,
+    frame,
     is_valid_close_code,
     parse_close,
     serialize_close,
-    serialize_frame,
 )
 
 if TYPE_CHECKING:
@@ -424,8 +424,9 @@ class Connection:
         return out
 
     def _write(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> None:
-        mask = generate_mask(4) if self._mask else None
-        self._out.append(serialize_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=mask))
+        self._out.append(
+            frame(opcode, payload, fin, rsv1, generate_mask(4) if self._mask else None)
+        )
 
     def _send_data(self, opcode: int, payload: bytes, fin: bool) -> None:
         if self._state is not State.OPEN:

@@ -107,6 +107,32 @@ _unpack_16 = struct.Struct("!H").unpack_from
 _unpack_64 = struct.Struct("!Q").unpack_from
 
 
+def _frame_python(
+    opcode: int,
+    payload: bytes | bytearray | memoryview,
+    fin: bool,
+    rsv1: bool,
+    mask: bytes | None,
+) -> bytes:
+    """Return the bytes of one frame (the reference for ``_speedups.frame``)."""
+    b0 = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0)
+    length = len(payload)
+    mask_bit = 0x80 if mask is not None else 0
+    if length < 126:
+        header = _pack_2(b0, mask_bit | length)
+    elif length < 65536:
+        header = _pack_4(b0, mask_bit | 126, length)
+    else:
+        header = _pack_10(b0, mask_bit | 127, length)
+    if mask is None:
+        return header + payload if type(payload) is bytes else header + bytes(payload)
+    return header + mask + apply_mask(payload, mask)
+
+
+#: frame(opcode, payload, fin, rsv1, mask): positional, for the hot path of Connection.
+frame = _frame_python if _speedups is None else _speedups.frame
+
+
 def serialize_frame(
     opcode: int,
     payload: bytes | bytearray | memoryview,
@@ -124,18 +150,7 @@ def serialize_frame(
         rsv1: Whether the payload is compressed (permessage-deflate, first frame only).
         mask: Four bytes to mask the payload with: required from a client, None from a server.
     """
-    b0 = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0)
-    length = len(payload)
-    mask_bit = 0x80 if mask is not None else 0
-    if length < 126:
-        header = _pack_2(b0, mask_bit | length)
-    elif length < 65536:
-        header = _pack_4(b0, mask_bit | 126, length)
-    else:
-        header = _pack_10(b0, mask_bit | 127, length)
-    if mask is None:
-        return header + payload if type(payload) is bytes else header + bytes(payload)
-    return header + mask + apply_mask(payload, mask)
+    return frame(opcode, payload, fin, rsv1, mask)
 
 
 def serialize_close(code: int | None = None, reason: str = "") -> bytes:

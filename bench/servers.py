@@ -10,6 +10,7 @@ runs them all. Each script's docstring says which of its library's defaults appl
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import resource
 import selectors
@@ -58,6 +59,7 @@ class ServerSpec:
             raw bytes).
         uvloop: It runs on uvloop when asked (``--uvloop``).
         command: The command line without the common options (run from ROOT).
+        env: Environment variables set for it, on top of the runner's.
     """
 
     name: str
@@ -66,6 +68,7 @@ class ServerSpec:
     raw: bool
     uvloop: bool
     command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def _python(module: str) -> tuple[str, ...]:
@@ -81,6 +84,16 @@ _SPECS = (
     ServerSpec("fullduplex", True, True, False, True, _python("bench.fullduplex_server")),
     ServerSpec("fullduplex-cb", True, True, False, True, _python("bench.fullduplex_cb_server")),
     ServerSpec("fullduplex-app", True, True, False, True, _python("bench.fullduplex_app_server")),
+    # The idiomatic server again, on the pure-Python reference (no compiled speedups at all).
+    ServerSpec(
+        "fullduplex-py",
+        True,
+        True,
+        False,
+        True,
+        _python("bench.fullduplex_server"),
+        (("FULLDUPLEX_NO_EXTENSIONS", "1"),),
+    ),
     ServerSpec("websockets", True, True, False, True, _python("bench.websockets_server")),
     ServerSpec("aiohttp", True, True, False, True, _python("bench.aiohttp_server")),
     ServerSpec("picows", False, True, False, True, _python("bench.picows_server")),
@@ -183,7 +196,12 @@ def running_server(
     _raise_fd_limit()
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **dict(SERVERS[name].env)},
         )
         drainer: threading.Thread | None = None
         try:

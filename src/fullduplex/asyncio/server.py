@@ -77,7 +77,8 @@ class ServerWebSocket(WebSocket):
         self._server = server
         self._open_timeout = open_timeout
         self._open_handle: asyncio.TimerHandle | None = None
-        self._handshake = server._new_handshake()
+        # Released once the connection is open (its request stays, as ws.request).
+        self._handshake: ServerHandshake | None = server._new_handshake()
         self._task: asyncio.Task[None] | None = None
 
     def respond(
@@ -90,7 +91,13 @@ class ServerWebSocket(WebSocket):
             body: The body; a str is encoded to UTF-8 (and served as text/plain).
             headers: Extra headers.
         """
-        return self._handshake.reject(status, body, headers=tuple(headers))
+        return self._hs().reject(status, body, headers=tuple(headers))
+
+    def _hs(self) -> ServerHandshake:
+        handshake = self._handshake
+        if handshake is None:
+            raise InvalidState("the opening handshake is over")
+        return handshake
 
     @property
     def max_message_size(self) -> int | None:
@@ -126,12 +133,12 @@ class ServerWebSocket(WebSocket):
             # The request is complete and being answered. A client may not send frames before
             # the 101 (RFC 6455 section 4.1); the handshake keeps what comes anyway, and
             # reading stops until the answer is sent.
-            self._handshake.receive_data(data)
+            self._hs().receive_data(data)
             assert self._transport is not None
             self._transport.pause_reading()
             return
         try:
-            request = self._handshake.receive_data(data)
+            request = self._hs().receive_data(data)
         except InvalidHandshake as exc:
             self._reject(exc)
             return
@@ -183,11 +190,11 @@ class ServerWebSocket(WebSocket):
     def _reject(self, exc: InvalidHandshake) -> None:
         """Answer a bad handshake with its HTTP status and one-line reason, then close."""
         self._logger.info("[%s] invalid opening handshake: %s", self.id, exc)
-        self._send_response(self._handshake.reject_for(exc))
+        self._send_response(self._hs().reject_for(exc))
         self._end_http()
 
     def _send_response(self, response: Response) -> None:
-        data = self._handshake.serialize(response)
+        data = self._hs().serialize(response)
         self._response = response
         if not self._lost and self._transport is not None:
             self._transport.write(data)
@@ -252,10 +259,10 @@ class ServerWebSocket(WebSocket):
             response = self.respond(503, "too many connections\n", [("Retry-After", "5")])
         if response is None:
             try:
-                response = self._handshake.accept(request)
+                response = self._hs().accept(request)
             except InvalidHandshake as exc:
                 self._logger.info("[%s] invalid opening handshake: %s", self.id, exc)
-                response = self._handshake.reject_for(exc)
+                response = self._hs().reject_for(exc)
         if self._lost:
             return False
         self._send_response(response)
@@ -265,14 +272,17 @@ class ServerWebSocket(WebSocket):
         self._cancel_open_timer()
         conn = Connection(
             Role.SERVER,
-            deflate=self._handshake.deflate_extension,
+            deflate=self._hs().deflate_extension,
             max_message_size=self._max_message_size,
             max_frame_size=self._max_frame_size,
             logger=self._logger,
         )
-        self._subprotocol = self._handshake.subprotocol
+        handshake = self._hs()
+        self._subprotocol = handshake.subprotocol
         server._open.add(self)
-        self._connection_open(conn, self._handshake.trailing_data)
+        # HTTP is over: what the handshake held for it would stay for the connection's life.
+        self._handshake = None
+        self._connection_open(conn, handshake.trailing_data)
         assert self._transport is not None
         if not self._lost and not self._reading_paused:
             self._transport.resume_reading()

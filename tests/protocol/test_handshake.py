@@ -168,7 +168,7 @@ class TestHeaders:
 
 
 class TestSection4_2_1ReadingTheRequest:
-    """4.2.1. Reading the Client's Opening Handshake: the HTTP part, through h11."""
+    """4.2.1. Reading the Client's Opening Handshake: the HTTP part (see also test_http11)."""
 
     def test_rfc_example_request(self) -> None:
         # The request of RFC 6455 section 1.2.
@@ -221,7 +221,7 @@ class TestSection4_2_1ReadingTheRequest:
             b"GARBAGE\r\n\r\n",
             b"GET /chat HTTP/1.1\r\nno colon here\r\n\r\n",
             b"GET /chat HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n",
-            b"GET /chat HTTP/1.1\r\n\r\n",  # h11 requires Host in HTTP/1.1
+            b"GET /chat HTTP/1.1\r\n\r\n",  # HTTP/1.1 requires Host
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS on a plain port
         ],
     )
@@ -426,7 +426,7 @@ class TestSection4_2_1Validation:
         with pytest.raises(InvalidRequest, match=r"^more than one Host header$"):
             ServerHandshake().accept(request)
         error, _, _ = rejection(http_request([*VALID_HEADERS, ("Host", "b")]))
-        assert str(error) == "invalid HTTP request: Found multiple Host: headers"
+        assert str(error) == "invalid HTTP request: more than one Host header"
 
     def test_http_version_later_than_1_1(self) -> None:
         request = Request("GET", "/", Headers(VALID_HEADERS), http_version="2.0")
@@ -647,10 +647,67 @@ class TestRejectAndSerialize:
 
     def test_101_needs_an_upgrade_request(self) -> None:
         server, _ = receive_request(http_request(changed(VALID_HEADERS, Upgrade=None)))
-        # accept() refuses such a request; a hand-made 101 is refused by h11 in serialize().
+        # accept() refuses such a request; a hand-made 101 is refused in serialize().
         response = Response(101, "Switching Protocols", Headers(switching(RFC_KEY)))
-        with pytest.raises(InvalidState):
+        with pytest.raises(InvalidState, match="a 101 answers only a request with an Upgrade"):
             server.serialize(response)
+        server, _ = receive_request(http_request(changed(VALID_HEADERS, Upgrade=" , ")))
+        with pytest.raises(InvalidState, match="a 101 answers only a request with an Upgrade"):
+            server.serialize(response)
+        with pytest.raises(InvalidState, match="a 101 answers only a request with an Upgrade"):
+            ServerHandshake().serialize(response)  # no request at all
+        server, _ = receive_request(http_request(changed(VALID_HEADERS, Upgrade="h2c")))
+        assert server.serialize(response).startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+
+    def test_one_response_only_after_a_rejection(self) -> None:
+        server, _ = receive_request(http_request())
+        server.serialize(server.reject(403, "no"))
+        with pytest.raises(InvalidState, match=r"^cannot send this response: a response was"):
+            server.serialize(server.reject(500, "late"))
+
+    def test_a_rejection_before_any_request(self) -> None:
+        server = ServerHandshake()
+        raw = server.serialize(server.reject(503, "busy"))
+        assert raw.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        assert raw.endswith(b"\r\nContent-Length: 4\r\n\r\nbusy")
+
+    @pytest.mark.parametrize(
+        ("response", "message"),
+        [
+            (Response(200, "OK", Headers([("X", "a\r\nSet-Cookie: x=1")])), "invalid value"),
+            (Response(200, "OK", Headers([("X\r\nY", "a")])), "invalid header name"),
+            (Response(200, "OK\r\nSet-Cookie: x=1", Headers()), "invalid reason phrase"),
+            (Response(200, "OK", Headers([("X", "\u20ac")])), "invalid value"),
+            (Response(100, "Continue", Headers()), "status 100 is not final"),
+            (Response(1000, "", Headers()), "status must be 100 to 999"),
+            (Response(204, "", Headers(), b"x"), "a 204 has no body"),
+            (Response(304, "", Headers(), b"x"), "a 304 has no body"),
+            (
+                Response(200, "OK", Headers([("Transfer-Encoding", "chunked")]), b"x"),
+                "Transfer-Encoding is not supported",
+            ),
+        ],
+    )
+    def test_bad_responses_are_refused_and_nothing_is_sent(
+        self, response: Response, message: str
+    ) -> None:
+        server, _ = receive_request(http_request())
+        with pytest.raises(InvalidState, match=f"^cannot send this response: {message}"):
+            server.serialize(response)
+        # Nothing went out: a proper response can still be sent.
+        assert server.serialize(server.reject(500, "oops")).startswith(b"HTTP/1.1 500 ")
+
+    def test_101_bytes(self) -> None:
+        server, request = receive_request(http_request())
+        raw = server.serialize(server.accept(request, extra_headers=[("X-A", "1")]))
+        assert raw == (
+            b"HTTP/1.1 101 Switching Protocols\r\n"
+            b"Upgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + RFC_ACCEPT.encode() + b"\r\n"
+            b"X-A: 1\r\n"
+            b"\r\n"
+        )
 
 
 class TestSection4_1ClientRequest:
@@ -996,6 +1053,20 @@ class TestHeadResponseLength:
         response = handshake.reject(200, b"", headers=[("Content-Length", "7")])
         data = handshake.serialize(response)
         assert b"\r\nContent-Length: 7\r\n" in data
+        assert data.endswith(b"\r\n\r\n")
+
+    def test_head_leaves_the_body_out(self) -> None:
+        # A HEAD request to a WebSocket endpoint gets its 405 without a body: the same fields
+        # as for GET, Content-Length included (RFC 9110 section 9.3.2).
+        handshake = ServerHandshake()
+        request = handshake.receive_data(http_request(method="HEAD"))
+        assert request is not None
+        with pytest.raises(InvalidRequest) as info:
+            handshake.accept(request)
+        response = handshake.reject_for(info.value)
+        data = handshake.serialize(response)
+        assert data.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+        assert f"\r\nContent-Length: {len(response.body)}\r\n".encode() in data
         assert data.endswith(b"\r\n\r\n")
 
     def test_body_length_wins_over_a_wrong_header(self) -> None:

@@ -1,9 +1,11 @@
-"""RFC 6455 section 4: the opening handshake, sans-I/O, on top of h11.
+"""RFC 6455 section 4: the opening handshake, sans-I/O.
 
-h11 parses and writes the HTTP/1.1 messages (it is sans-I/O and bounds what it buffers); this
-module adds the WebSocket rules: building the client's request, validating it on the server
-(section 4.2.1), answering with 101 or with an error response, and validating the 101 on the
-client (section 4.1). Subprotocols are chosen here; extensions are parsed by
+The server reads the request head and writes its response with :mod:`.http11` (a request head
+is all a WebSocket server reads, and h11's generality cost most of a handshake); the client
+reads the response with h11, which also handles interim responses and the bodies of error
+responses. This module adds the WebSocket rules: building the client's request, validating it
+on the server (section 4.2.1), answering with 101 or with an error response, and validating
+the 101 on the client (section 4.1). Subprotocols are chosen here; extensions are parsed by
 :mod:`~fullduplex.protocol.extensions` and negotiated by :mod:`~fullduplex.protocol.deflate`.
 
 Server::
@@ -35,6 +37,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from sys import intern
 
 import h11
 
@@ -59,6 +62,10 @@ from .deflate import (
     server_negotiate,
 )
 from .extensions import is_token, parse_extensions
+from .http11 import check_incomplete_head, parse_request_head, serialize_response
+
+# Field values up to this length are interned (see ServerHandshake.receive_data).
+_INTERNED_VALUE_MAX = 64
 
 __all__ = [
     "GUID",
@@ -97,7 +104,7 @@ def accept_key(key: str) -> str:
         base64(SHA-1(key + GUID)).
     """
     digest = hashlib.sha1((key + GUID).encode("ascii"), usedforsecurity=False).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
 class Headers(MutableMapping[str, str]):
@@ -180,6 +187,13 @@ class Headers(MutableMapping[str, str]):
             grouped.setdefault(name.lower(), []).append(value)
         return grouped
 
+    @classmethod
+    def _adopt(cls, items: list[tuple[str, str]]) -> Headers:
+        """Wrap ``items`` without copying them (the parser's fresh list)."""
+        headers = cls.__new__(cls)
+        headers._items = items
+        return headers
+
     def add(self, name: str, value: str) -> None:
         """Append one field, keeping any other lines of the same name."""
         self._items.append((name, value))
@@ -257,22 +271,18 @@ def _shown(value: str) -> str:
 
 
 def _headers_from_h11(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
-    headers = Headers()
-    add = headers.add
-    for name, value in raw:
-        # Names are tokens (ASCII, h11 checked); values may hold obs-text, which latin-1
-        # decodes without failing, as RFC 9110 section 5.5 suggests.
-        add(name.decode("ascii"), value.decode("latin-1"))
-    return headers
+    # Names are tokens (ASCII, h11 checked); values may hold obs-text, which latin-1 decodes
+    # without failing, as RFC 9110 section 5.5 suggests.
+    return Headers._adopt([(name.decode("ascii"), value.decode("latin-1")) for name, value in raw])
 
 
 def _h11_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
     return [(name.encode("ascii"), value.encode("latin-1")) for name, value in headers.raw_items()]
 
 
-def _subprotocols_of(headers: Headers) -> list[str]:
+def _subprotocols_of(values: Sequence[str]) -> list[str]:
     """Parse Sec-WebSocket-Protocol (RFC 6455 section 11.3.4: 1#token) across its lines."""
-    protocols = _tokens(headers._values("sec-websocket-protocol"))
+    protocols = _tokens(values)
     for protocol in protocols:
         if not is_token(protocol):
             raise NegotiationError(f"invalid Sec-WebSocket-Protocol header: {_shown(protocol)}")
@@ -312,10 +322,11 @@ class ServerHandshake:
     """
 
     __slots__ = (
+        "_buffer",
         "_deflate",
-        "_h11",
         "_received",
         "_select_subprotocol",
+        "_sent_status",
         "_subprotocols",
         "deflate_extension",
         "max_header_count",
@@ -339,10 +350,11 @@ class ServerHandshake:
         self._deflate = deflate
         self.max_header_size = max_header_size
         self.max_header_count = max_header_count
-        self._h11: h11.Connection | None = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=max_header_size
-        )
+        # The start of a head that arrived in pieces; None while empty (the usual case: a
+        # whole head in one read is parsed from the bytes read, without a copy).
+        self._buffer: bytearray | None = None
         self._received = 0
+        self._sent_status: int | None = None
         self.request: Request | None = None
         self.trailing_data = b""
         self.subprotocol: str | None = None
@@ -370,39 +382,44 @@ class ServerHandshake:
         if self.request is not None:
             self.trailing_data += data
             return None
-        if not data:  # h11 would take b"" for the end of the stream
+        if not data:
             return None
-        conn = self._h11
-        assert conn is not None  # released only after the 101, so after the request
-        conn.receive_data(data)
         self._received += len(data)
-        event = self._next_event(conn)
-        if event is h11.NEED_DATA:
+        buffer = self._buffer
+        received: bytes | bytearray
+        if buffer is None:
+            received, start = data, 0
+        else:
+            buffer += data
+            # The end of the head may straddle the previous read.
+            received, start = buffer, max(len(buffer) - len(data) - 3, 0)
+        end = received.find(b"\r\n\r\n", start)
+        if end < 0:
+            check_incomplete_head(received, start, self.max_header_size)
+            if buffer is None:
+                self._buffer = bytearray(data)
             return None
-        if not isinstance(event, h11.Request):  # pragma: no cover - h11 yields a Request first
-            raise InvalidMessage(f"unexpected HTTP event: {event!r}")
-        trailing = conn.trailing_data[0]
-        # h11 only bounds a head that arrives in pieces; a head read at once is measured here.
-        head_size = self._received - len(trailing)
+        head_size = end + 4
         if head_size > self.max_header_size:
             raise SecurityError(f"request head is too large ({head_size} bytes)")
-        if len(event.headers) > self.max_header_count:
-            raise SecurityError(f"too many header fields ({len(event.headers)})")
-        headers = _headers_from_h11(event.headers.raw_items())
+        head = parse_request_head(received[: end + 2])
+        if len(head.fields) > self.max_header_count:
+            raise SecurityError(f"too many header fields ({len(head.fields)})")
         # An opening handshake has no body; refusing one keeps trailing_data exactly the
         # bytes after the head (some clients send "Content-Length: 0", which is harmless).
-        if "Transfer-Encoding" in headers:
+        if head.has_body:
             raise InvalidMessage("a request body is not allowed in an opening handshake")
-        if headers.get("Content-Length", "0") != "0":
-            raise InvalidMessage("a request body is not allowed in an opening handshake")
-        request = Request(
-            method=event.method.decode("ascii"),
-            path=event.target.decode("latin-1"),
-            headers=headers,
-            http_version=event.http_version.decode("ascii"),
-        )
+        # The request lives as long as its connection, and most of its fields are the same on
+        # every connection (names, Upgrade, Host, User-Agent...): interned, each is stored once
+        # per process instead of once per connection. Long values are rarely shared.
+        fields = [
+            (intern(name), intern(value) if len(value) <= _INTERNED_VALUE_MAX else value)
+            for name, value in head.fields
+        ]
+        request = Request(head.method, head.target, Headers._adopt(fields), head.http_version)
+        self._buffer = None
         self.request = request
-        self.trailing_data = trailing
+        self.trailing_data = bytes(received[head_size:])
         return request
 
     def receive_eof(self) -> None:
@@ -418,19 +435,6 @@ class ServerHandshake:
         if self._received == 0:
             raise InvalidMessage("connection closed before a request was sent")
         raise InvalidMessage("connection closed before the request was complete")
-
-    def _next_event(
-        self, conn: h11.Connection
-    ) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
-        try:
-            return conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            # h11 flags an oversized incomplete head with status 431.
-            if exc.error_status_hint == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE:
-                raise SecurityError(
-                    f"request head is larger than {self.max_header_size} bytes"
-                ) from exc
-            raise InvalidMessage(f"invalid HTTP request: {exc}") from exc
 
     def accept(
         self, request: Request, *, extra_headers: Iterable[tuple[str, str]] = ()
@@ -456,28 +460,33 @@ class ServerHandshake:
             NegotiationError: Malformed Sec-WebSocket-Protocol or Sec-WebSocket-Extensions,
                 or select_subprotocol refused (400).
         """
-        headers = request.headers
+        # Every field grouped by name in one pass: the lookups below are then dict hits, and
+        # the dict goes on return (Headers itself keeps no index, to stay small).
+        fields = request.headers._grouped()
+        none: list[str] = []
         if request.method != "GET":
             raise InvalidRequest(f"method must be GET, got {_shown(request.method)}", 405)
         major, _, minor = request.http_version.partition(".")
-        if not (major.isdigit() and minor.isdigit() and (int(major), int(minor)) >= (1, 1)):
+        if request.http_version != "1.1" and not (
+            major.isdigit() and minor.isdigit() and (int(major), int(minor)) >= (1, 1)
+        ):
             raise InvalidRequest(
                 f"HTTP/1.1 or later is required, got {_shown('HTTP/' + request.http_version)}"
             )
-        hosts = headers._values("host")
+        hosts = fields.get("host", none)
         if not hosts:
             raise InvalidRequest("missing Host header")
         if len(hosts) > 1:
             raise InvalidRequest("more than one Host header")
 
-        upgrade = headers._values("upgrade")
+        upgrade = fields.get("upgrade", none)
         if not upgrade:
             raise InvalidRequest("missing Upgrade header", 426)
         if not _has_token(upgrade, "websocket"):
             raise InvalidRequest(
                 f"Upgrade header must include websocket, got {_shown(', '.join(upgrade))}", 426
             )
-        connection = headers._values("connection")
+        connection = fields.get("connection", none)
         if not connection:
             raise InvalidRequest("missing Connection header", 426)
         if not _has_token(connection, "upgrade"):
@@ -486,20 +495,22 @@ class ServerHandshake:
                 426,
             )
 
-        keys = headers._values("sec-websocket-key")
+        keys = fields.get("sec-websocket-key", none)
         if not keys:
             raise InvalidRequest("missing Sec-WebSocket-Key header")
         if len(keys) > 1:
             raise InvalidRequest("more than one Sec-WebSocket-Key header")
         key = keys[0]
         try:
-            raw_key = base64.b64decode(key.encode("latin-1"), validate=True)
-        except binascii.Error:
+            # Strict mode accepts exactly the keys b64decode(validate=True) did, faster; a
+            # key outside ASCII raises ValueError.
+            raw_key = binascii.a2b_base64(key, strict_mode=True)
+        except ValueError:
             raw_key = b""
         if len(raw_key) != _KEY_BYTES:
             raise InvalidRequest(f"Sec-WebSocket-Key must be base64 of 16 bytes, got {_shown(key)}")
 
-        versions = headers._values("sec-websocket-version")
+        versions = fields.get("sec-websocket-version", none)
         if not versions:
             raise InvalidVersion("missing Sec-WebSocket-Version header")
         if len(versions) != 1 or versions[0] != _VERSION:
@@ -507,18 +518,22 @@ class ServerHandshake:
                 f"Sec-WebSocket-Version must be 13, got {_shown(', '.join(versions))}"
             )
 
-        subprotocol = self._choose_subprotocol(request)
+        offered = _subprotocols_of(fields.get("sec-websocket-protocol", none))
+        subprotocol = self._choose_subprotocol(request, offered)
         extension = None
         deflate_extension = None
         if self._deflate is not None:
-            accepted = server_negotiate(headers._values("sec-websocket-extensions"), self._deflate)
+            accepted = server_negotiate(fields.get("sec-websocket-extensions", none), self._deflate)
             if accepted is not None:
                 extension, deflate_extension = accepted
 
-        response_headers = Headers()
-        response_headers.add("Upgrade", "websocket")
-        response_headers.add("Connection", "Upgrade")
-        response_headers.add("Sec-WebSocket-Accept", accept_key(key))
+        response_headers = Headers._adopt(
+            [
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", accept_key(key)),
+            ]
+        )
         if subprotocol is not None:
             response_headers.add("Sec-WebSocket-Protocol", subprotocol)
         if extension is not None:
@@ -529,8 +544,7 @@ class ServerHandshake:
         self.deflate_extension = deflate_extension
         return Response(101, "Switching Protocols", response_headers)
 
-    def _choose_subprotocol(self, request: Request) -> str | None:
-        offered = _subprotocols_of(request.headers)
+    def _choose_subprotocol(self, request: Request, offered: list[str]) -> str | None:
         if self._select_subprotocol is not None:
             chosen = self._select_subprotocol(request, offered)
             if chosen is not None and chosen not in offered:
@@ -598,53 +612,70 @@ class ServerHandshake:
         )
 
     def serialize(self, response: Response) -> bytes:
-        """Return the bytes of ``response``, written by h11.
+        """Return the bytes of ``response``.
 
         Args:
             response: From :meth:`accept`, :meth:`reject` or :meth:`reject_for`. A 101 is
                 written as an informational response; any other status with its body and
-                a Content-Length (the caller's is kept when the body is empty, for HEAD).
+                a Content-Length (the caller's is kept when the body is empty, for HEAD). The
+                answer to a HEAD request leaves the body out and announces its length.
 
         Returns:
             The bytes to write. After a 101 the connection speaks WebSocket; after anything
             else, close it once written.
 
         Raises:
-            InvalidState: If h11 refuses the response here, e.g. a second response, or a
-                101 to a request that did not ask for an upgrade.
+            InvalidState: If the response cannot be sent: a second response, a 101 to a
+                request that did not ask for an upgrade, a status outside 101 and 200 to 999,
+                a body with 204 or 304, a Transfer-Encoding, or a name, value or reason that
+                HTTP does not allow (which could inject a field). Nothing is sent then.
         """
-        conn = self._h11
-        if conn is None:
-            raise InvalidState("cannot send this response: the connection switched to WebSocket")
-        try:
-            if response.status == HTTPStatus.SWITCHING_PROTOCOLS:
-                data = conn.send(
-                    h11.InformationalResponse(
-                        status_code=response.status,
-                        headers=_h11_headers(response.headers),
-                        reason=response.reason.encode("latin-1"),
-                    )
+        sent = self._sent_status
+        if sent is not None:
+            if sent == HTTPStatus.SWITCHING_PROTOCOLS:
+                raise InvalidState(
+                    "cannot send this response: the connection switched to WebSocket"
                 )
-                # HTTP is over for this connection, which may live for days: let h11 go.
-                self._h11 = None
-                return data
+            raise InvalidState("cannot send this response: a response was already sent")
+        status = response.status
+        request = self.request
+        body = response.body
+        if status == HTTPStatus.SWITCHING_PROTOCOLS:
+            # RFC 9110 section 15.2.2: a 101 answers a request that asked for an upgrade.
+            # (As h11: an Upgrade field with any item; " \t," alone is an empty list.)
+            if request is None or not any(
+                name.lower() == "upgrade" and value.strip(" \t,")
+                for name, value in request.headers._items
+            ):
+                raise InvalidState(
+                    "cannot send this response: a 101 answers only a request with an Upgrade"
+                )
+            fields = response.headers._items
+            body = b""
+        else:
+            if status < 200:
+                raise InvalidState(f"cannot send this response: status {status} is not final")
             headers = response.headers.copy()
+            if "Transfer-Encoding" in headers:
+                raise InvalidState(
+                    "cannot send this response: Transfer-Encoding is not supported"
+                    " (the body is sent with a Content-Length)"
+                )
+            if body and status in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED):
+                raise InvalidState(f"cannot send this response: a {status} has no body")
             # An empty body keeps a Content-Length the caller set: the answer to a HEAD
             # announces the length of the GET body it leaves out (RFC 9110 section 8.6).
-            if response.body or "Content-Length" not in headers:
-                headers["Content-Length"] = str(len(response.body))
-            data = conn.send(
-                h11.Response(
-                    status_code=response.status,
-                    headers=_h11_headers(headers),
-                    reason=response.reason.encode("latin-1"),
-                )
-            )
-            if response.body:
-                data += conn.send(h11.Data(data=response.body))
-            return data + conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
+            if body or "Content-Length" not in headers:
+                headers["Content-Length"] = str(len(body))
+            if request is not None and request.method == "HEAD":
+                body = b""  # RFC 9110 section 9.3.2: the same fields as GET, no content
+            fields = headers._items
+        try:
+            data = serialize_response(status, response.reason, fields, body)
+        except ValueError as exc:
             raise InvalidState(f"cannot send this response: {exc}") from exc
+        self._sent_status = status
+        return data
 
 
 class ClientHandshake:
@@ -926,7 +957,7 @@ class ClientHandshake:
                 raise NegotiationError("server accepted permessage-deflate more than once")
             deflate_extension = client_accept(params, self._deflate)
 
-        subprotocols = _subprotocols_of(headers)
+        subprotocols = _subprotocols_of(headers._values("sec-websocket-protocol"))
         if len(subprotocols) > 1:
             raise NegotiationError(
                 f"server chose more than one subprotocol: {_shown(', '.join(subprotocols))}"

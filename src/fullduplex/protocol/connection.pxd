@@ -33,6 +33,8 @@ cdef class Connection:
     cpdef list events_received(self)
     cpdef list data_to_send(self)
     cpdef _write(self, int opcode, payload, bint fin, bint rsv1)
+    cpdef _queue_event(self, event)
+    cpdef _queue_data(self, data)
     @cython.locals(compressed=bint, rsv1=bint)
     cpdef _send_data(self, int opcode, payload, bint fin)
     cpdef send_text(self, data, bint fin=*)

@@ -68,6 +68,11 @@ _CLOSE = Opcode.CLOSE.value
 _PING = Opcode.PING.value
 _PONG = Opcode.PONG.value
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+# Empty lists shared by every connection, so that an idle one holds no list of its own: never
+# appended to (a message's first frame starts a list of its own; _queue_event and _queue_data
+# replace _NONE_YET before appending) and never handed to a caller.
+_NO_PARTS: list[Any] = []
+_NONE_YET: list[Any] = []
 
 
 class Role(enum.IntEnum):
@@ -204,13 +209,15 @@ class Connection:
         self._logger = logger if logger is not None else _default_logger
         self._debug = self._logger.isEnabledFor(logging.DEBUG)
         self._state = State.OPEN
-        self._events: list[Event] = []
-        self._out: list[bytes] = []
+        # Both start as the shared _NONE_YET and get a list of their own on first use, which
+        # each call of events_received / data_to_send hands over to the caller.
+        self._events: list[Event] = _NONE_YET
+        self._out: list[bytes] = _NONE_YET
         self._discarding = False
         self._closing_eof_sent = False
         # The incoming message in progress: its opcode (0 when none), parts and size.
         self._message_opcode = 0
-        self._message_parts: list[Any] = []
+        self._message_parts: list[Any] = _NO_PARTS
         self._message_size = 0
         self._compressed = False
         self._decoder: codecs.IncrementalDecoder | None = None
@@ -290,7 +297,11 @@ class Connection:
             return
         parser = self._parser
         frames = parser.feed(data)
+        if not frames and parser.error is None:
+            return  # the usual case of a partial frame: nothing to do
         events = self._events
+        if events is _NONE_YET:
+            events = self._events = []
         max_size = self._max_message_size
         for opcode, payload, fin, rsv1 in frames:
             # The fast path: a whole, uncompressed message while no other message is open.
@@ -359,27 +370,27 @@ class Connection:
         if fin:
             parts = self._message_parts
             message: str | bytes = "".join(parts) if decoder is not None else b"".join(parts)
-            self._events.append(message)
+            self._queue_event(message)
             self._message_opcode = 0
-            self._message_parts = []
+            self._message_parts = _NO_PARTS
             self._decoder = None
         return True
 
     def _handle_control_frame(self, opcode: int, payload: bytes) -> bool:
         if opcode == _PING:
-            self._events.append(Ping(payload))
+            self._queue_event(Ping(payload))
             if self._state is State.OPEN:
                 self._write(_PONG, payload, True, False)
             return True
         if opcode == _PONG:
-            self._events.append(Pong(payload))
+            self._queue_event(Pong(payload))
             return True
         try:
             code, reason = parse_close(payload)
         except ProtocolError as exc:
             return self._fail_with(exc)
         self.close_rcvd = Close(code, reason)
-        self._events.append(self.close_rcvd)
+        self._queue_event(self.close_rcvd)
         if self._state is State.OPEN:
             # RFC 6455 section 5.5.1: reply with a close frame that echoes the status code. The
             # payload is echoed as it came (already validated), so the reason goes back too.
@@ -408,8 +419,15 @@ class Connection:
     def events_received(self) -> list[Event]:
         """Return the events received since the last call, in order, and forget them."""
         events = self._events
-        self._events = []
+        if events is _NONE_YET:
+            return []
+        self._events = _NONE_YET
         return events
+
+    def _queue_event(self, event: Event) -> None:
+        if self._events is _NONE_YET:
+            self._events = []
+        self._events.append(event)
 
     # ---- sending -------------------------------------------------------------------------
 
@@ -420,11 +438,18 @@ class Connection:
         it (write_eof) where possible, else close it.
         """
         out = self._out
-        self._out = []
+        if out is _NONE_YET:
+            return []
+        self._out = _NONE_YET
         return out
 
+    def _queue_data(self, data: bytes) -> None:
+        if self._out is _NONE_YET:
+            self._out = []
+        self._out.append(data)
+
     def _write(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> None:
-        self._out.append(
+        self._queue_data(
             frame(opcode, payload, fin, rsv1, generate_mask(4) if self._mask else None)
         )
 
@@ -501,7 +526,7 @@ class Connection:
             raise InvalidState(f"cannot send a message: connection is {self._state.name}")
         if self._send_opcode:
             raise InvalidState("a fragmented message is in progress: finish it first")
-        self._out.append(frame)
+        self._queue_data(frame)
 
     def send_ping(self, data: bytes = b"") -> None:
         """Send a ping (at most 125 bytes). The peer answers with a pong carrying ``data``.
@@ -593,7 +618,7 @@ class Connection:
     def _send_eof(self) -> None:
         if not self._closing_eof_sent:
             self._closing_eof_sent = True
-            self._out.append(SEND_EOF)
+            self._queue_data(SEND_EOF)
 
 
 def _too_big(size: int, limit: int) -> str:

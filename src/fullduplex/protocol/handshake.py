@@ -416,7 +416,12 @@ class ServerHandshake:
             (intern(name), intern(value) if len(value) <= _INTERNED_VALUE_MAX else value)
             for name, value in head.fields
         ]
-        request = Request(head.method, head.target, Headers._adopt(fields), head.http_version)
+        target = head.target
+        if len(target) <= _INTERNED_VALUE_MAX:
+            target = intern(target)
+        request = Request(
+            intern(head.method), target, Headers._adopt(fields), intern(head.http_version)
+        )
         self._buffer = None
         self.request = request
         self.trailing_data = bytes(received[head_size:])

@@ -27,10 +27,15 @@ venv: $(VENV)/.stamp-deps
 extension: venv
 	$(PY) setup.py --quiet build_ext --inplace
 
+# Chromium for the browser tests; gcc and zlib's headers for the benchmark's C load generator.
 system-deps:
-	@if [ ! -x $(CHROMIUM) ]; then \
-	  echo "installing Debian's chromium for the browser tests"; \
-	  (apt-get update -q && apt-get install -y -q chromium) > /tmp/fullduplex-apt.log 2>&1 \
+	@missing=""; \
+	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
+	command -v gcc > /dev/null || missing="$$missing gcc"; \
+	[ -f /usr/include/zlib.h ] || missing="$$missing zlib1g-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian's$$missing"; \
+	  (apt-get update -q && apt-get install -y -q $$missing) > /tmp/fullduplex-apt.log 2>&1 \
 	    || { tail -20 /tmp/fullduplex-apt.log; exit 1; }; \
 	fi
 

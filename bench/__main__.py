@@ -1,41 +1,51 @@
-"""``python -m bench``: run the side-by-side benchmark and print the tables.
+"""``python -m bench``: every server, on both event loops, every workload, side by side.
 
-Each repeat starts every server (each in its own process), then runs every workload against each
-server in turn, one load generator process per case, then stops the servers. Progress goes to
-stderr, the tables to stdout.
+Each repeat runs the workloads in groups that need the same kind of server (echo, echo with
+permessage-deflate, broadcast): all the servers of a group are started (one process each),
+pinned, warmed up, then each workload runs against each server in turn, one load generator
+process per case (bench/loadgen.c), so that the figures of one workload are seconds apart.
+Idle workloads get a fresh server per case (its memory is the measurement). The server order
+rotates between repeats. Progress goes to stderr, the Markdown tables to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import signal
 import statistics
-import subprocess
 import sys
 import time
-from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from bench.loadgen import WORKLOADS
-from bench.machine import describe, pin_cpus
-from bench.report import Results, cpu_table, results_table
-from bench.servers import ROOT, SERVERS, RunningServer, ServerError, running_server
+from bench.build import BuildError, loadgen_path
+from bench.loadgen import (
+    WORKLOADS,
+    LoadgenError,
+    Workload,
+    loadgen_command,
+    run_case,
+    run_idle,
+    settled_rss_kib,
+)
+from bench.machine import describe, pin_cpus, pin_process
+from bench.report import Results, Target, summary_table, workload_table
+from bench.servers import SERVERS, RunningServer, ServerError, ServerSpec, running_server
 
-__all__ = [
-    "NOISY_MACHINE",
-    "WARMUP_SECONDS",
-    "Settings",
-    "main",
-    "parse_settings",
-    "run_loadgen",
-    "run_repeat",
-]
+__all__ = ["NOISY_MACHINE", "Settings", "estimate_seconds", "main", "parse_settings", "targets"]
 
 # Above this share of one CPU used by other processes during the cases, the run is flagged.
 NOISY_MACHINE = 0.25
-# Untimed traffic per workload sent to each freshly started server before measuring.
-WARMUP_SECONDS = 0.4
+# Bound on one load generator run beyond its own duration (connection set-up, close).
+_CASE_SLACK = 120.0
+# Connections a fresh idle server gets (then closed) before its baseline RSS is taken: the
+# first connections allocate what all later ones share (imports, caches, pools).
+_IDLE_WARMUP_CONNECTIONS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +54,11 @@ class Settings:
 
     servers: list[str]
     workloads: list[str]
-    uvloop: bool
+    loops: tuple[bool, ...]  # uvloop off, on
     repeat: int
     duration: float
     warmup: float
+    quick: bool
     cpus: tuple[int, int] | None
     json_path: str | None
 
@@ -56,116 +67,273 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_loadgen(
-    url: str, pid: int, workloads: list[str], settings: Settings
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Run the load generator process against one server.
+def _applicable(spec: ServerSpec, workload: Workload) -> bool:
+    if workload.compression and not spec.compression:
+        return False
+    return not (workload.kind == "bcast" and not spec.broadcast)
 
-    Returns:
-        The results of the workloads that completed, and an error message if it failed
-        (non-zero exit or past its time bound) or None.
-    """
-    command = [sys.executable, "-m", "bench.loadgen", "--url", url, "--server-pid", str(pid)]
-    command += ["--duration", str(settings.duration), "--warmup", str(settings.warmup)]
-    command += ["--workloads", ",".join(workloads)]
-    if settings.cpus is not None:
-        command += ["--cpus", ",".join(map(str, settings.cpus))]
-    # Generous, but bounded: every case plus connection set-up, close handshakes and timeouts.
-    bound = len(workloads) * (settings.duration + settings.warmup + 30) + 30
-    try:
-        proc = subprocess.run(
-            command, cwd=ROOT, capture_output=True, text=True, timeout=bound, check=False
+
+def targets(settings: Settings) -> list[Target]:
+    """Every (server, loop) row of the run, in table order."""
+    return [
+        Target(name, uvloop)
+        for name in settings.servers
+        for uvloop in settings.loops
+        if not uvloop or SERVERS[name].uvloop
+    ]
+
+
+def _extra_args(workload: Workload, settings: Settings) -> tuple[str, ...]:
+    """Per-workload bounds beyond duration and warm-up."""
+    if workload.name == "bcast1k":
+        return ("--count", "50")
+    if workload.name == "bcast10k":
+        # A smoke run need not open 10,000 connections per server.
+        return ("--count", "15", *(("--conns", "2000") if settings.quick else ()))
+    if workload.kind == "idle" and settings.quick:
+        return ("--conns", "1000")
+    return ()
+
+
+def _case_seconds(workload: Workload, settings: Settings) -> float:
+    """A rough wall time of one case, for the estimate printed first."""
+    base = settings.duration + settings.warmup + 0.1
+    if workload.kind == "idle":
+        return (2.0 if settings.quick else 3.5) + 0.5  # fresh server, 5,000 handshakes, RSS
+    if workload.name == "bcast10k":
+        return base + (1.5 if settings.quick else 5.0)  # 10,000 handshakes and closes
+    if workload.kind == "bcast":
+        return base + 0.8
+    return base
+
+
+def estimate_seconds(settings: Settings) -> float:
+    """A rough duration of the whole run: cases, server starts and warm-ups."""
+    total = 0.0
+    rows = targets(settings)
+    for name in settings.workloads:
+        workload = WORKLOADS[name]
+        for target in rows:
+            if _applicable(SERVERS[target.server], workload):
+                total += _case_seconds(workload, settings) + 0.2  # + a share of warm-up
+    groups = {_group(WORKLOADS[name]) for name in settings.workloads} - {None}
+    total += len(groups) * len(rows) * 0.5  # server start and stop
+    return total * settings.repeat
+
+
+def _group(workload: Workload) -> tuple[str, bool] | None:
+    """The kind of server a workload needs, shared with others; None: a fresh one each."""
+    if workload.kind == "idle":
+        return None
+    return workload.mode, workload.compression
+
+
+@dataclass
+class _Run:
+    """State of a run: the compiled load generator, results and what failed."""
+
+    settings: Settings
+    binary: Path
+    results: Results
+    failed: dict[str, str]  # "label / workload" (or "label / group") -> why
+
+    def cpu_for(self, workload: Workload) -> int | None:
+        if self.settings.cpus is None:
+            return None
+        return self.settings.cpus[0 if workload.same_cpu else 1]
+
+    def command(
+        self,
+        server: RunningServer,
+        workload: Workload,
+        *,
+        duration: float,
+        warmup: float,
+        extra: tuple[str, ...],
+    ) -> list[str]:
+        return loadgen_command(
+            self.binary,
+            server.url,
+            workload.name,
+            duration=duration,
+            warmup=warmup,
+            server_pid=server.pid,
+            cpu=self.cpu_for(workload),
+            extra=extra,
         )
-    except subprocess.TimeoutExpired as exc:
-        stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        error: str | None = f"load generator still running after {bound:.0f} s"
-    else:
-        stdout = proc.stdout
-        error = None
-        if proc.returncode != 0:
-            tail = "\n  ".join(proc.stderr.strip().splitlines()[-3:])
-            error = f"load generator failed ({proc.returncode}): {tail}"
-    results = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    return results, error
+
+    def record(self, target: Target, workload: Workload, result: dict[str, Any]) -> None:
+        self.results.setdefault(target.label, {}).setdefault(workload.name, []).append(result)
+        _log(f"  {workload.name:<10} {target.label:<26} {_summary(result)}")
+
+    def fail(self, key: str, error: str) -> None:
+        self.failed[key] = error
+        _log(f"  FAILED {key}: {error}")
 
 
 def _summary(result: dict[str, Any]) -> str:
-    text = f"{result['workload']}: {result['messages_per_s']:,.0f} msg/s"
-    if result["workload"] == "big1m":
-        text += f", {result['mb_per_s']:,.0f} MB/s"
-    if "p50_us" in result:
-        text += f", p50 {result['p50_us']:.0f} us, p99 {result['p99_us']:.0f} us"
-    server_cpu = result.get("server_cpu")
-    server = f"{server_cpu:.0%}" if server_cpu is not None else "?"
+    if "kib_per_conn" in result:
+        text = f"{result['kib_per_conn']:.2f} KiB/conn"
+    elif "median_ms" in result:
+        text = f"median {result['median_ms']:.2f} ms, p90 {result['p90_ms']:.2f} ms"
+    else:
+        text = f"{result['rate']:,.0f} {result['unit']}"
+        if "p50_us" in result:
+            text += f", p50 {result['p50_us']:.0f} us, p99 {result['p99_us']:.0f} us"
+    cpu = result.get("server_cpu")
+    server = f"{cpu:.0%}" if cpu is not None else "?"
     return text + f" (cpu: loadgen {result['client_cpu']:.0%}, server {server})"
 
 
-def run_repeat(index: int, settings: Settings, results: Results, failed: dict[str, str]) -> None:
-    """Run one repeat: start every server, then each workload on each server in turn.
+@contextmanager
+def _server(run: _Run, target: Target, mode: str, compression: bool) -> Iterator[RunningServer]:
+    with running_server(
+        target.server, uvloop=target.uvloop, mode=mode, compression=compression
+    ) as server:
+        if run.settings.cpus is not None:
+            pin_process(server.pid, run.settings.cpus[0])
+        yield server
 
-    The servers all run for the whole repeat (an idle asyncio server costs nothing), so the
-    two measurements of one workload are seconds apart: on a shared machine whose load drifts,
-    that keeps the comparison fair. The order rotates between repeats so that neither server
-    always goes first. Results are appended to ``results``; a server that fails is recorded in
-    ``failed`` and skipped from then on.
-    """
-    servers = settings.servers
-    order = servers[index % len(servers) :] + servers[: index % len(servers)]
-    _log(f"repeat {index + 1}/{settings.repeat}")
+
+def _warm_up(run: _Run, target: Target, server: RunningServer, workloads: list[Workload]) -> bool:
+    """Untimed traffic to a fresh server, so that no case measures its first second (measured
+    on the old Python client: a fresh server ran ~2x slower over its first second). Returns
+    False (and records why) if the server fails."""
+    preferred = [w for w in workloads if w.name in {"conc100x16", "big1m", "hs", "rr16z"}]
+    for workload in preferred or workloads[:1]:
+        extra = ("--count", "3") if workload.kind == "bcast" else ()
+        command = run.command(server, workload, duration=0.25, warmup=0, extra=extra)
+        try:
+            run_case(command, bound=_CASE_SLACK)
+        except LoadgenError as exc:
+            run.fail(f"{target.label} / warm-up {workload.name}", str(exc))
+            return False
+    return True
+
+
+def _run_group(run: _Run, order: list[Target], workloads: list[Workload]) -> None:
+    """Start every server that can run these workloads, warm them up, run the cases."""
+    mode, compression = workloads[0].mode, workloads[0].compression
     with ExitStack() as stack:
-        running: dict[str, RunningServer] = {}
-        for server in order:
-            if server in failed:
+        running: dict[Target, RunningServer] = {}
+        for target in order:
+            spec = SERVERS[target.server]
+            key = f"{target.label} / {mode}{' + deflate' if compression else ''}"
+            if key in run.failed or not any(_applicable(spec, w) for w in workloads):
                 continue
             try:
-                running[server] = stack.enter_context(
-                    running_server(server, uvloop=settings.uvloop)
-                )
-            except ServerError as exc:
-                failed[server] = str(exc)
-                _log(f"  {server} skipped from now on: {exc}")
-        # A fresh server runs ~2x slower for its first second or so of traffic (measured: rr16
-        # climbs from ~13k to ~23k round trips/s over 1 s): warm every server up on every
-        # workload first, and throw those results away.
-        warmup = replace(settings, duration=WARMUP_SECONDS, warmup=0.05)
-        for server, process in running.items():
-            _, error = run_loadgen(process.url, process.pid, settings.workloads, warmup)
-            if error is not None:
-                failed[server] = error
-                _log(f"  {server} skipped from now on: {error}")
-        for workload in settings.workloads:
-            for server, process in running.items():
-                if server in failed:
+                running[target] = stack.enter_context(_server(run, target, mode, compression))
+            except (ServerError, ValueError) as exc:
+                run.fail(key, str(exc))
+        for target, server in list(running.items()):
+            usable = [w for w in workloads if _applicable(SERVERS[target.server], w)]
+            if not _warm_up(run, target, server, usable):
+                del running[target]
+        for workload in workloads:
+            for target, server in running.items():
+                key = f"{target.label} / {workload.name}"
+                if key in run.failed or not _applicable(SERVERS[target.server], workload):
                     continue
-                done, error = run_loadgen(process.url, process.pid, [workload], settings)
-                for result in done:
-                    _log(f"  {server:<10} {_summary(result)}")
-                    results[server].setdefault(result["workload"], []).append(result)
-                if error is not None:
-                    # A server that fails once fails again: do not spend more time on it.
-                    failed[server] = error
-                    _log(f"  {server} skipped from now on: {error}")
+                settings = run.settings
+                command = run.command(
+                    server,
+                    workload,
+                    duration=settings.duration,
+                    warmup=settings.warmup,
+                    extra=_extra_args(workload, settings),
+                )
+                try:
+                    result = run_case(command, bound=settings.duration + _CASE_SLACK)
+                except LoadgenError as exc:
+                    # It would fail again: later repeats skip it.
+                    run.fail(key, str(exc))
+                    continue
+                run.record(target, workload, result)
+
+
+def _run_idle(run: _Run, target: Target, workload: Workload) -> None:
+    """One idle case on a fresh server: RSS before and after the connections opened."""
+    key = f"{target.label} / {workload.name}"
+    try:
+        with _server(run, target, "echo", workload.compression) as server:
+            warm = run.command(
+                server,
+                workload,
+                duration=1,
+                warmup=0,
+                extra=("--conns", str(_IDLE_WARMUP_CONNECTIONS), "--hold", "0"),
+            )
+            run_case(warm, bound=_CASE_SLACK)
+            before = settled_rss_kib(server.pid, settle=0.3, limit=2.0)
+            # --hold bounds the hold if this process dies; normally closing stdin ends it.
+            extra = (*_extra_args(workload, run.settings), "--hold", str(_CASE_SLACK))
+            command = run.command(server, workload, duration=1, warmup=0, extra=extra)
+            result, after = run_idle(
+                command, bound=_CASE_SLACK, measure=lambda: settled_rss_kib(server.pid)
+            )
+    except (ServerError, ValueError, LoadgenError, OSError) as exc:
+        run.fail(key, str(exc))
+        return
+    result["rss_before_kib"] = before
+    result["rss_after_kib"] = after
+    result["kib_per_conn"] = (after - before) / result["connections"]
+    run.record(target, workload, result)
+
+
+def run_repeat(run: _Run, index: int) -> None:
+    """One repeat: every group of workloads on every server, then the idle cases."""
+    rows = targets(run.settings)
+    shift = index % len(rows)
+    order = rows[shift:] + rows[:shift]
+    _log(f"repeat {index + 1}/{run.settings.repeat}")
+    selected = [WORKLOADS[name] for name in run.settings.workloads]
+    groups: dict[tuple[str, bool], list[Workload]] = {}
+    for workload in selected:
+        group = _group(workload)
+        if group is not None:
+            groups.setdefault(group, []).append(workload)
+    for workloads in groups.values():
+        _run_group(run, order, workloads)
+    for workload in selected:
+        if workload.kind != "idle":
+            continue
+        for target in order:
+            spec = SERVERS[target.server]
+            if (
+                _applicable(spec, workload)
+                and f"{target.label} / {workload.name}" not in run.failed
+            ):
+                _run_idle(run, target, workload)
 
 
 def parse_settings(argv: list[str] | None) -> Settings:
     """Parse the command line (exits with a usage message on bad arguments)."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench", description="fullduplex vs other WebSocket servers, side by side."
+        prog="python -m bench",
+        description="fullduplex vs other WebSocket servers, side by side, on both event loops.",
     )
-    parser.add_argument("--quick", action="store_true", help="1 repeat, 1 s per case")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 repeat, 0.3 s cases, 1,000 idle connections, 2,000 broadcast clients",
+    )
     parser.add_argument(
         "--servers",
         default=",".join(SERVERS),
-        help=f"comma-separated servers to run (default and choices: {','.join(SERVERS)})",
+        help=f"comma-separated (default and choices: {','.join(SERVERS)})",
     )
-    parser.add_argument("--uvloop", action="store_true", help="run the servers on uvloop")
     parser.add_argument(
         "--workloads",
         default=",".join(WORKLOADS),
-        help=f"comma-separated workloads (default: all of {','.join(WORKLOADS)})",
+        help=f"comma-separated (default and choices: {','.join(WORKLOADS)})",
+    )
+    parser.add_argument(
+        "--loops",
+        default="asyncio,uvloop",
+        help="event loops for the Python servers: asyncio, uvloop or both (default)",
     )
     parser.add_argument("--repeat", type=int, default=None, help="repeats (default 3)")
-    parser.add_argument("--duration", type=float, default=None, help="seconds per case (2)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per case (1)")
     parser.add_argument(
         "--no-pin",
         action="store_true",
@@ -175,23 +343,27 @@ def parse_settings(argv: list[str] | None) -> Settings:
     args = parser.parse_args(argv)
     servers = [s for s in args.servers.split(",") if s]
     workloads = [w for w in args.workloads.split(",") if w]
+    loops = [loop for loop in args.loops.split(",") if loop]
     for name in servers:
         if name not in SERVERS:
             parser.error(f"unknown server {name!r}; choose from {', '.join(SERVERS)}")
     for name in workloads:
         if name not in WORKLOADS:
             parser.error(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
+    if not servers or not workloads or not set(loops) <= {"asyncio", "uvloop"} or not loops:
+        parser.error("need servers, workloads and loops among asyncio,uvloop")
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
-    duration = args.duration if args.duration is not None else (1.0 if args.quick else 2.0)
+    duration = args.duration if args.duration is not None else (0.3 if args.quick else 1.0)
     if repeat < 1 or duration <= 0:
         parser.error("--repeat and --duration must be positive")
     return Settings(
         servers=servers,
         workloads=workloads,
-        uvloop=args.uvloop,
+        loops=tuple(loop == "uvloop" for loop in ("asyncio", "uvloop") if loop in loops),
         repeat=repeat,
         duration=duration,
-        warmup=min(0.2, duration / 5),
+        warmup=min(0.2, duration / 3),
+        quick=args.quick,
         cpus=None if args.no_pin else pin_cpus(),
         json_path=args.json,
     )
@@ -200,52 +372,90 @@ def parse_settings(argv: list[str] | None) -> Settings:
 def _noise_warning(results: Results) -> str | None:
     others = [
         r["other_cpu"]
-        for per_server in results.values()
-        for per_workload in per_server.values()
+        for per_target in results.values()
+        for per_workload in per_target.values()
         for r in per_workload
         if r.get("other_cpu") is not None
     ]
     if not others or statistics.median(others) <= NOISY_MACHINE:
         return None
     return (
-        f"WARNING: other processes kept {statistics.median(others):.0%} of a CPU busy during "
-        "the cases (median): these numbers are noisy; rerun on a quiet machine."
+        f"**Noisy machine**: other processes kept {statistics.median(others):.0%} of a CPU busy "
+        "during the cases (median): these numbers are unreliable; rerun on a quiet machine."
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print the tables; return the exit status (1 if nothing ran)."""
-    settings = parse_settings(argv)
-    started = time.monotonic()
-    facts = describe(uvloop=settings.uvloop, cpus=settings.cpus)
-    results: Results = {server: {} for server in settings.servers}
-    failed: dict[str, str] = {}
-    for index in range(settings.repeat):
-        run_repeat(index, settings, results, failed)
-
-    servers, workloads = settings.servers, settings.workloads
-    print(f"fullduplex benchmark: {settings.repeat} repeat(s) x {settings.duration:g} s per case")
+def _print_report(run: _Run, facts: str, argv: list[str], elapsed: float) -> None:
+    settings = run.settings
+    rows = targets(settings)
+    command = shlex.join(["python", "-m", "bench", *argv])
+    print(f"## fullduplex benchmark: `{command}`")
+    print()
     print(facts)
-    print()
-    print(results_table(results, servers, workloads))
-    print()
-    print("Median (min-max) over the repeats. Ratios > 1 favour fullduplex for rates, < 1 for")
-    print("latencies and CPU per message; the better side is in bold.")
-    print()
-    print(cpu_table(results, servers, workloads))
-    print()
-    print("CPU use as a share of one core while the workload ran (median); rest of machine =")
-    print("other processes and interrupts, from /proc/stat.")
-    warning = _noise_warning(results)
+    print(
+        f"- {settings.repeat} repeat(s), {settings.duration:g} s per case "
+        f"(+ {settings.warmup:g} s warm-up), {_minutes(elapsed)} in all"
+        + ("; quick: 1,000 idle connections, bcast10k with 2,000 clients" if settings.quick else "")
+    )
+    warning = _noise_warning(run.results)
     if warning:
         print(f"\n{warning}")
-    for server, reason in failed.items():
-        print(f"\n{server} did not run: {reason}")
+    print("\n### Summary (medians)\n")
+    print(summary_table(run.results, rows, settings.workloads))
+    for name in settings.workloads:
+        table = workload_table(run.results, rows, name)
+        if table:
+            print(f"\n### {name}: {WORKLOADS[name].title}\n")
+            print(table)
+    print(
+        "\nMedian (min-max) over the repeats. fullduplex lead: fullduplex on the same event "
+        "loop against that row, on the first figure, inverted where lower is better (latency, "
+        "memory): above 1 (bold) fullduplex is ahead. CPU: shares of one core during the "
+        "measured window (load generator: getrusage; server: /proc/PID/stat; rest of machine: "
+        "/proc/stat minus both)."
+    )
+    if run.failed:
+        print("\nFailed:\n")
+        for key, reason in run.failed.items():
+            print(f"- {key}: {reason}")
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the tables; return the exit status (1 if a case failed)."""
+    args = sys.argv[1:] if argv is None else argv
+    settings = parse_settings(args)
+    # SIGTERM unwinds like Ctrl-C, so that every context manager stops its server.
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        binary = loadgen_path()
+    except BuildError as exc:
+        print(f"cannot build the load generator: {exc}", file=sys.stderr)
+        return 2
+    estimate = estimate_seconds(settings)
+    _log(
+        f"{len(targets(settings))} server/loop rows x {len(settings.workloads)} workloads x "
+        f"{settings.repeat} repeat(s): about {_minutes(estimate)} (estimate)"
+    )
+    started = time.monotonic()
+    facts = describe(cpus=settings.cpus)
+    run = _Run(settings, binary, {}, {})
+    for index in range(settings.repeat):
+        run_repeat(run, index)
+    elapsed = time.monotonic() - started
+    _print_report(run, facts, args, elapsed)
     if settings.json_path:
         with open(settings.json_path, "w", encoding="utf-8") as output:
-            json.dump({"results": results, "failed": failed}, output, indent=1)
-    _log(f"done in {time.monotonic() - started:.0f} s")
-    return 1 if len(failed) == len(servers) else 0
+            json.dump({"results": run.results, "failed": run.failed}, output, indent=1)
+    _log(f"done in {_minutes(elapsed)} (estimated {_minutes(estimate)})")
+    return 1 if run.failed else 0
 
 
 if __name__ == "__main__":

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
+import json
 import os
 import platform
+import shutil
+import subprocess
+from pathlib import Path
 
-__all__ = ["describe", "load_average", "pin_cpus"]
+__all__ = ["describe", "load_average", "pin_cpus", "pin_process"]
+
+_WS_PACKAGE = (
+    Path(__file__).resolve().parent.parent / "tests/interop/node/node_modules/ws/package.json"
+)
 
 
 def _version(distribution: str) -> str:
@@ -44,9 +53,27 @@ def _pinning(cpus: tuple[int, int] | None) -> str:
         return "none (the OS places the processes)"
     server, other = cpus
     return (
-        f"server on CPU {server}; load generator on CPU {server} for (a), on CPU {other} "
-        "for (b) and (c)"
+        f"server (all its threads) on CPU {server}; load generator on CPU {server} for (a) "
+        f"and rr16z, on CPU {other} for the rest"
     )
+
+
+def _node_versions() -> str:
+    """Node's version and the ws package's, as the node-ws server loads them."""
+    node = shutil.which("node")
+    if node is None:
+        return "node not installed"
+    try:
+        version = subprocess.run(
+            [node, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        version = "?"
+    try:
+        ws = json.loads(_WS_PACKAGE.read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, KeyError):
+        ws = "not installed (make node-deps)"
+    return f"node {version}, ws {ws}"
 
 
 def load_average() -> str:
@@ -69,8 +96,20 @@ def pin_cpus() -> tuple[int, int] | None:
     return available[0], available[1]
 
 
-def describe(*, uvloop: bool, cpus: tuple[int, int] | None) -> str:
-    """A Markdown list: machine, Python, event loop, pinning, library versions, load average.
+def pin_process(pid: int, cpu: int) -> None:
+    """Pin every thread of a process to one CPU (a server's helper threads, Node's among them,
+    would otherwise run on the load generator's CPU). Threads gone meanwhile are skipped."""
+    try:
+        threads = [int(name) for name in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        threads = [pid]
+    for thread in threads:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.sched_setaffinity(thread, {cpu})
+
+
+def describe(*, cpus: tuple[int, int] | None) -> str:
+    """A Markdown list: machine, Python, pinning, library versions, load average.
 
     Call it before starting the servers, so the load average shows only the rest of the
     machine.
@@ -79,11 +118,11 @@ def describe(*, uvloop: bool, cpus: tuple[int, int] | None) -> str:
         [
             f"- machine: {_cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} "
             f"{platform.release()}",
-            f"- Python {platform.python_version()}, "
-            f"server event loop: {'uvloop' if uvloop else 'asyncio'}",
+            f"- Python {platform.python_version()}; uvloop {_version('uvloop')}",
             f"- CPU pinning: {_pinning(cpus)}",
-            f"- fullduplex {_version('fullduplex')}, C speedups {_speedups()}; "
-            f"websockets {_version('websockets')}",
+            f"- fullduplex {_version('fullduplex')}, C speedups {_speedups()}",
+            f"- websockets {_version('websockets')}, aiohttp {_version('aiohttp')}, "
+            f"picows {_version('picows')}, {_node_versions()}",
             f"- load average before the run: {load_average()}",
         ]
     )

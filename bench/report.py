@@ -8,126 +8,202 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.loadgen import WORKLOADS
+from bench.loadgen import WORKLOADS, Workload
 
-__all__ = ["METRICS", "Metric", "Results", "cpu_table", "format_value", "results_table", "spread"]
+__all__ = [
+    "REFERENCE",
+    "Metric",
+    "Results",
+    "Target",
+    "format_value",
+    "lead",
+    "metrics_for",
+    "spread",
+    "summary_table",
+    "workload_table",
+]
 
 Result = dict[str, Any]
-# server name -> workload name -> one result per repeat
+# target label -> workload name -> one result per repeat
 Results = dict[str, dict[str, list[Result]]]
+
+# The server every other is compared with, on the same event loop.
+REFERENCE = "fullduplex"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One server on one event loop: a row of the tables."""
+
+    server: str
+    uvloop: bool
+
+    @property
+    def label(self) -> str:
+        """How tables and JSON name it: ``websockets`` or ``websockets (uvloop)``."""
+        return f"{self.server} (uvloop)" if self.uvloop else self.server
+
+    @property
+    def reference(self) -> Target:
+        """The fullduplex target on the same loop, that this one is compared with."""
+        return Target(REFERENCE, self.uvloop)
 
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """One row of the table: a key of the load generator's result and how to show it."""
+    """One column: a key of the load generator's result and how to show it."""
 
     label: str
     key: str
     unit: str
     higher_is_better: bool
+    scale: float = 1.0  # shown value = raw value * scale
 
 
-_RATE = Metric("round trips/s", "messages_per_s", "/s", True)
-_P50 = Metric("p50 latency", "p50_us", "us", False)
-_P99 = Metric("p99 latency", "p99_us", "us", False)
-_SERVER_CPU = Metric("server CPU / message", "server_us_per_message", "us", False)
+_SERVER_US = Metric("server CPU/msg", "server_us_per_op", "us", False)
+_SERVER_MS = Metric("server CPU/msg", "server_us_per_op", "ms", False, 1e-3)
 
-# Workload name -> the metrics shown for it, in order.
-METRICS: dict[str, tuple[Metric, ...]] = {
-    "rr16": (_RATE, _P50, _P99, _SERVER_CPU),
-    "rr1k": (_RATE, _P50, _P99, _SERVER_CPU),
-    "conc64": (Metric("messages/s", "messages_per_s", "/s", True), _SERVER_CPU),
-    "big1m": (Metric("MB/s", "mb_per_s", "MB/s", True), _SERVER_CPU),
+# Workload kind -> its columns, the first one being the headline figure (the summary and the
+# "fullduplex lead" column use it).
+_METRICS: dict[str, tuple[Metric, ...]] = {
+    "rr": (
+        Metric("round trips/s", "rate", "/s", True),
+        Metric("p50", "p50_us", "us", False),
+        Metric("p99", "p99_us", "us", False),
+        _SERVER_US,
+    ),
+    "stream": (Metric("messages/s", "rate", "/s", True), _SERVER_US),
+    "big": (Metric("MB/s", "rate", "MB/s", True), _SERVER_MS),
+    "idle": (
+        Metric("KiB/conn", "kib_per_conn", "KiB", False),
+        Metric("server RSS", "rss_after_kib", "MiB", False, 1 / 1024),
+        Metric("opened/s", "rate", "/s", True),
+    ),
+    "hs": (
+        Metric("handshakes/s", "rate", "/s", True),
+        Metric("server CPU/hs", "server_us_per_op", "us", False),
+    ),
+    "bcast": (
+        Metric("median", "median_ms", "ms", False),
+        Metric("p90", "p90_ms", "ms", False),
+        Metric("server CPU/round", "server_us_per_op", "ms", False, 1e-3),
+    ),
 }
+
+
+def metrics_for(workload: Workload) -> tuple[Metric, ...]:
+    """The columns shown for a workload, headline first."""
+    if workload.kind == "stream" and workload.name.startswith("big"):
+        return _METRICS["big"]
+    return _METRICS[workload.kind]
 
 
 def format_value(value: float, unit: str) -> str:
     """Show a number the way a reader compares them: thousands grouped, few digits."""
-    if unit == "us":
-        return f"{value:,.0f} us" if value >= 100 else f"{value:.1f} us"
     if unit == "%":
         return f"{value * 100:.0f}%"
     if value >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.1f}"
+        text = f"{value:,.0f}"
+    elif value >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{text} {unit}" if unit in {"us", "ms", "KiB", "MiB"} else text
 
 
 def spread(values: Sequence[float], unit: str) -> str:
     """The median and, when repeated, the min-max range: ``12,345 (12,001-12,500)``."""
-    median = statistics.median(values)
-    text = format_value(median, unit)
+    text = format_value(statistics.median(values), unit)
     if len(values) > 1:
-        low = format_value(min(values), unit).removesuffix(" us").removesuffix("%")
-        high = format_value(max(values), unit)
+        low = format_value(min(values), unit).split(" ")[0]
+        high = format_value(max(values), unit).split(" ")[0]
         text += f" ({low}-{high})"
     return text
 
 
-def _values(results: Results, server: str, workload: str, key: str) -> list[float]:
-    return [r[key] for r in results.get(server, {}).get(workload, []) if r.get(key) is not None]
+def _values(results: Results, label: str, workload: str, metric: Metric) -> list[float]:
+    return [
+        r[metric.key] * metric.scale
+        for r in results.get(label, {}).get(workload, [])
+        if r.get(metric.key) is not None
+    ]
+
+
+def lead(results: Results, target: Target, workload: str) -> float | None:
+    """How far fullduplex (same loop) is ahead of ``target`` on the workload's headline
+    metric, as a factor: > 1 means fullduplex is better (faster, or smaller for latencies and
+    memory), whatever the metric's direction. None without both medians."""
+    metric = metrics_for(WORKLOADS[workload])[0]
+    ours = _values(results, target.reference.label, workload, metric)
+    theirs = _values(results, target.label, workload, metric)
+    if not ours or not theirs:
+        return None
+    mine, other = statistics.median(ours), statistics.median(theirs)
+    if min(mine, other) <= 0:
+        return None
+    return mine / other if metric.higher_is_better else other / mine
 
 
 def _row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def results_table(results: Results, servers: Sequence[str], workloads: Sequence[str]) -> str:
-    """The main table: one row per workload metric, the median (min-max) per server, and the
-    ratio fullduplex / other for every other server.
+def _lead_cell(value: float | None, target: Target) -> str:
+    if target.server == REFERENCE:
+        return "1"
+    if value is None:
+        return "n/a"
+    text = f"{value:.2f}x"
+    # Bold only what reads as ahead once rounded: 1.004 shows as 1.00x, not bold.
+    return f"**{text}**" if text > "1.00x" and value > 1 else text
 
-    Args:
-        results: server -> workload -> results of every repeat.
-        servers: Column order.
-        workloads: Row order (keys of METRICS).
+
+def workload_table(results: Results, targets: Sequence[Target], workload: str) -> str:
+    """One workload: a row per target with every metric as median (min-max) over the repeats,
+    the fullduplex lead, and the CPU use of the load generator, the server and the rest of the
+    machine (shares of one core, medians), so a reader can see who limited the row.
 
     Returns:
-        A Markdown table.
+        A Markdown table, or "" if no target has a result for the workload.
     """
-    others = [s for s in servers if s != "fullduplex"] if "fullduplex" in servers else []
-    header = ["workload", "metric", *servers, *(f"fullduplex / {other}" for other in others)]
-    lines = [_row(header), _row(["---"] * 2 + ["---:"] * (len(header) - 2))]
-    for workload in workloads:
-        title, metrics = WORKLOADS[workload].title, METRICS[workload]
-        for index, metric in enumerate(metrics):
-            cells = [title if index == 0 else "", metric.label]
-            medians: dict[str, float] = {}
-            for server in servers:
-                values = _values(results, server, workload, metric.key)
-                if values:
-                    medians[server] = statistics.median(values)
-                    cells.append(spread(values, metric.unit))
-                else:
-                    cells.append("n/a")
-            for other in others:
-                if "fullduplex" in medians and medians.get(other):
-                    ratio = medians["fullduplex"] / medians[other]
-                    better = (ratio > 1) == metric.higher_is_better and ratio != 1
-                    cells.append(f"**{ratio:.2f}x**" if better else f"{ratio:.2f}x")
-                else:
-                    cells.append("n/a")
-            lines.append(_row(cells))
+    metrics = metrics_for(WORKLOADS[workload])
+    rows = [t for t in targets if results.get(t.label, {}).get(workload)]
+    if not rows:
+        return ""
+    header = ["server", *(f"{m.label}" for m in metrics), "fullduplex lead"]
+    header += ["loadgen CPU", "server CPU", "rest of machine"]
+    lines = [_row(header), _row(["---"] + ["---:"] * (len(header) - 1))]
+    for target in rows:
+        cells = [target.label]
+        for metric in metrics:
+            values = _values(results, target.label, workload, metric)
+            cells.append(spread(values, metric.unit) if values else "n/a")
+        cells.append(_lead_cell(lead(results, target, workload), target))
+        for key in ("client_cpu", "server_cpu", "other_cpu"):
+            values = _values(results, target.label, workload, Metric(key, key, "%", False))
+            cells.append(format_value(statistics.median(values), "%") if values else "n/a")
+        lines.append(_row(cells))
     return "\n".join(lines)
 
 
-def cpu_table(results: Results, servers: Sequence[str], workloads: Sequence[str]) -> str:
-    """CPU use during each workload, as a share of one core (median over repeats): the load
-    generator's own (getrusage), the server's (/proc/PID/stat) and everything else the machine
-    did meanwhile (/proc/stat: other processes, interrupts), per server under test. A load
-    generator near 100% means the client, not the server, limits that row; a busy rest of the
-    machine means the measurement competed for CPUs.
+def summary_table(results: Results, targets: Sequence[Target], workloads: Sequence[str]) -> str:
+    """Every target's headline figure per workload (medians), in one table.
 
     Returns:
         A Markdown table.
     """
-    header = ["workload"]
-    for server in servers:
-        header += [f"loadgen CPU ({server})", f"{server} server CPU", "rest of machine"]
+    header = ["server"]
+    for name in workloads:
+        metric = metrics_for(WORKLOADS[name])[0]
+        header.append(f"{name} {metric.label}")
     lines = [_row(header), _row(["---"] + ["---:"] * (len(header) - 1))]
-    for workload in workloads:
-        cells = [WORKLOADS[workload].title]
-        for server in servers:
-            for key in ("client_cpu", "server_cpu", "other_cpu"):
-                values = _values(results, server, workload, key)
-                cells.append(format_value(statistics.median(values), "%") if values else "n/a")
+    for target in targets:
+        if not results.get(target.label):
+            continue
+        cells = [target.label]
+        for name in workloads:
+            metric = metrics_for(WORKLOADS[name])[0]
+            values = _values(results, target.label, name, metric)
+            cells.append(format_value(statistics.median(values), metric.unit) if values else "-")
         lines.append(_row(cells))
     return "\n".join(lines)

@@ -38,6 +38,7 @@ from fullduplex.protocol.frames import (
     serialize_frame,
 )
 from tests.protocol.conftest import (
+    RFC_MASK,
     Pair,
     SpyDeflate,
     assert_failing,
@@ -116,10 +117,18 @@ class TestSection5_7Examples:
         assert len(data) == 4 + 256
 
     def test_64_kib_binary(self, server: Connection) -> None:
-        server.send_binary(b"\x00" * 65536)
-        (data,) = server.data_to_send()
-        assert data[:10] == bytes([0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0])
-        assert len(data) == 10 + 65536
+        payload = b"\x00" * 65536
+        server.send_binary(payload)
+        # From SPLIT_PAYLOAD_MIN on, the header and the payload itself, not a copy.
+        header, sent = server.data_to_send()
+        assert header == bytes([0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0])
+        assert sent is payload
+
+    def test_large_payload_from_a_client_is_one_masked_chunk(self, client: Connection) -> None:
+        client.send_binary(b"\x00" * 65536)
+        (data,) = client.data_to_send()
+        assert data[:14] == bytes([0x82, 0xFF, 0, 0, 0, 0, 0, 1, 0, 0]) + RFC_MASK
+        assert data[14:] == RFC_MASK * (65536 // 4)
 
     def test_client_receives_unmasked_hello(self, client: Connection) -> None:
         client.receive_data(bytes([0x81, 0x05, 0x48, 0x65, 0x6C, 0x6C, 0x6F]))

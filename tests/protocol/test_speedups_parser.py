@@ -207,3 +207,40 @@ class TestFrame:
             assert frames.frame is frames._frame_python
         else:
             assert frames.frame is speedups.frame
+
+
+class TestLargeFrames:
+    """Frames of 64 KiB and more are filled in place as they arrive: same results."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        length=st.integers(65530, 300_000),
+        cuts=st.lists(st.integers(0, 310_000), max_size=8),
+        masked=st.booleans(),
+        tail=st.binary(max_size=20),
+    )
+    def test_same_as_reference(
+        self, speedups: ModuleType, length: int, cuts: list[int], masked: bool, tail: bytes
+    ) -> None:
+        payload = bytes(range(256)) * (length // 256 + 1)
+        data = serialize_frame(2, payload[:length], mask=MASK if masked else None)
+        data += serialize_frame(1, b"next", mask=MASK if masked else None) + tail
+        fast, reference = _both(speedups, mask_required=masked)
+        pieces = _cut(data, cuts)
+        out_fast, out_reference = [], []
+        for piece in pieces:
+            out_fast.extend(fast.feed(piece))
+            out_reference.extend(reference.feed(piece))
+            assert fast.buffered == reference.buffered
+        assert out_fast == out_reference
+        assert out_fast[0].payload == payload[:length]
+
+    def test_buffer_is_released_after_a_large_frame(self, speedups: ModuleType) -> None:
+        parser = speedups.FrameParser(mask_required=True)
+        data = serialize_frame(2, b"x" * 100_000, mask=MASK)
+        # Byte by byte at first, so that the header and some payload are buffered.
+        for i in range(20):
+            assert parser.feed(data[i : i + 1]) == []
+        (frame,) = parser.feed(data[20:])
+        assert frame.payload == b"x" * 100_000
+        assert parser.buffered == 0

@@ -36,7 +36,7 @@ from ..exceptions import (
     ConnectionClosedOK,
     InvalidState,
 )
-from ..protocol.connection import SEND_EOF, Close, Connection, Pong, State
+from ..protocol.connection import SEND_EOF, SPLIT_PAYLOAD_MIN, Close, Connection, Pong, State
 
 if TYPE_CHECKING:
     from ..protocol.handshake import Request, Response
@@ -582,7 +582,14 @@ class WebSocket:
         if len(chunks) == 1:
             transport.write(chunks[0])
         elif chunks:
-            transport.writelines(chunks)
+            for chunk in chunks:
+                if len(chunk) >= SPLIT_PAYLOAD_MIN:
+                    # writelines would join the chunks, copying a large payload (3.11).
+                    for item in chunks:
+                        transport.write(item)
+                    break
+            else:
+                transport.writelines(chunks)
         if eof:
             if transport.can_write_eof():
                 transport.write_eof()

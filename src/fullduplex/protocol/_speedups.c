@@ -378,7 +378,28 @@ typedef struct {
     int has_max;               /* max_frame_size is not None */
     unsigned long long max_frame_size;
     PyObject *error;           /* None, or the violation that stopped parsing */
+    /* A large frame whose payload is unmasked straight into its bytes object as it arrives,
+     * instead of being buffered first (see FD_DIRECT_MIN): */
+    PyObject *pending;         /* its payload, or NULL */
+    Py_ssize_t pending_filled; /* bytes of it received so far */
+    Py_ssize_t pending_header; /* the length of its header, for `buffered` */
+    unsigned pending_b0;       /* its first header byte */
+    int pending_masked;
+    uint8_t pending_mask[MASK_LEN];
 } FrameParserObject;
+
+/* An incomplete frame of FD_DIRECT_MIN to FD_DIRECT_MAX bytes is filled in place (one copy
+ * instead of two). Its bytes object is allocated when its header arrives: that reserves
+ * address space, and pages are touched only as data arrives, so a peer that announces a large
+ * frame and sends nothing costs little. The upper bound keeps that reservation modest (larger
+ * frames, or absurd lengths from a peer when there is no limit, are buffered as they come);
+ * the length was already checked against max_frame_size. */
+#define FD_DIRECT_MIN ((unsigned long long)64 * 1024)
+#define FD_DIRECT_MAX ((unsigned long long)16 * 1024 * 1024)
+
+/* When the buffer empties and holds more than this, it is freed: a connection that once
+ * received a large frame must not keep its memory for the rest of its life. */
+#define FD_BUFFER_KEEP ((Py_ssize_t)64 * 1024)
 
 static struct PyModuleDef speedups_module;
 
@@ -465,6 +486,45 @@ fp_header_error(FrameParserObject *self, speedups_state *st, unsigned b0,
     return error;
 }
 
+/* Build a Frame (a NamedTuple: a tuple of its subclass, allocated as tuple.__new__ would) from
+ * its first header byte and payload, and append it. Steals the payload reference. */
+static int
+fp_append_frame(speedups_state *st, PyObject *frames, unsigned b0, PyObject *payload)
+{
+    PyTypeObject *frame_type = (PyTypeObject *)st->frame_type;
+    PyObject *frame = frame_type->tp_alloc(frame_type, 4);
+    if (frame == NULL) {
+        Py_DECREF(payload);
+        return -1;
+    }
+    PyTuple_SET_ITEM(frame, 0, PyLong_FromLong((long)(b0 & 0x0F)));
+    PyTuple_SET_ITEM(frame, 1, payload);
+    PyTuple_SET_ITEM(frame, 2, Py_NewRef((b0 & 0x80) ? Py_True : Py_False));
+    PyTuple_SET_ITEM(frame, 3, Py_NewRef((b0 & 0x40) ? Py_True : Py_False));
+    int appended = PyList_Append(frames, frame);
+    Py_DECREF(frame);
+    return appended;
+}
+
+/* Copy (unmasking) n bytes of the pending frame's payload from d. */
+static void
+fp_fill_pending(FrameParserObject *self, const uint8_t *d, Py_ssize_t n)
+{
+    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(self->pending) + self->pending_filled;
+    if (self->pending_masked) {
+        /* The mask continues where the last piece stopped. */
+        uint8_t rotated[MASK_LEN];
+        for (int k = 0; k < MASK_LEN; k++) {
+            rotated[k] = self->pending_mask[(self->pending_filled + k) & (MASK_LEN - 1)];
+        }
+        fd_xor_mask(d, out, n, rotated);
+    }
+    else if (n) {
+        memcpy(out, d, (size_t)n);
+    }
+    self->pending_filled += n;
+}
+
 /* Parse complete frames from p[0:size) into frames; return how many bytes they used, or -1 with
  * an exception set. A rule violation is not an exception: it sets self->error and stops. */
 static Py_ssize_t
@@ -472,7 +532,6 @@ fp_parse(FrameParserObject *self, speedups_state *st, const uint8_t *p, Py_ssize
          PyObject *frames)
 {
     Py_ssize_t pos = 0;
-    PyTypeObject *frame_type = (PyTypeObject *)st->frame_type;
     while (size - pos >= 2) {
         unsigned b0 = p[pos];
         unsigned b1 = p[pos + 1];
@@ -509,6 +568,22 @@ fp_parse(FrameParserObject *self, speedups_state *st, const uint8_t *p, Py_ssize
         }
         /* length < 2**63 here, so the comparison cannot overflow. */
         if (header_end > size || length > (unsigned long long)(size - header_end)) {
+            if (header_end <= size && length >= FD_DIRECT_MIN && length <= FD_DIRECT_MAX) {
+                PyObject *payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+                if (payload == NULL) {
+                    return -1;
+                }
+                self->pending = payload;
+                self->pending_filled = 0;
+                self->pending_header = header_end - pos;
+                self->pending_b0 = b0;
+                self->pending_masked = masked != 0;
+                if (masked) {
+                    memcpy(self->pending_mask, p + header_end - MASK_LEN, MASK_LEN);
+                }
+                fp_fill_pending(self, p + header_end, size - header_end);
+                pos = size;
+            }
             break;
         }
         Py_ssize_t end = header_end + (Py_ssize_t)length;
@@ -523,20 +598,7 @@ fp_parse(FrameParserObject *self, speedups_state *st, const uint8_t *p, Py_ssize
         else if (length) {
             memcpy(PyBytes_AS_STRING(payload), p + header_end, (size_t)length);
         }
-        /* A NamedTuple instance is a tuple of its subclass: allocate it as the class would
-         * (tuple.__new__ does the same after building a temporary tuple). */
-        PyObject *frame = frame_type->tp_alloc(frame_type, 4);
-        if (frame == NULL) {
-            Py_DECREF(payload);
-            return -1;
-        }
-        PyTuple_SET_ITEM(frame, 0, PyLong_FromLong((long)(b0 & 0x0F)));
-        PyTuple_SET_ITEM(frame, 1, payload);
-        PyTuple_SET_ITEM(frame, 2, Py_NewRef((b0 & 0x80) ? Py_True : Py_False));
-        PyTuple_SET_ITEM(frame, 3, Py_NewRef((b0 & 0x40) ? Py_True : Py_False));
-        int appended = PyList_Append(frames, frame);
-        Py_DECREF(frame);
-        if (appended < 0) {
+        if (fp_append_frame(st, frames, b0, payload) < 0) {
             return -1;
         }
         pos = end;
@@ -571,6 +633,22 @@ fp_feed(FrameParserObject *self, PyObject *data_obj)
         Py_DECREF(frames);
         return NULL;
     }
+    if (self->pending != NULL) {
+        /* The rest of a large frame comes first; the buffer is empty meanwhile. */
+        Py_ssize_t missing = PyBytes_GET_SIZE(self->pending) - self->pending_filled;
+        Py_ssize_t n = data_len < missing ? data_len : missing;
+        fp_fill_pending(self, (const uint8_t *)data, n);
+        data += n;
+        data_len -= n;
+        if (n < missing) {
+            goto done;
+        }
+        PyObject *payload = self->pending;
+        self->pending = NULL;
+        if (fp_append_frame(st, frames, self->pending_b0, payload) < 0) {
+            goto fail;
+        }
+    }
     Py_ssize_t used;
     if (self->len) {
         /* Continuing a frame: parse from the buffer, then keep only what is left. */
@@ -589,6 +667,9 @@ fp_feed(FrameParserObject *self, PyObject *data_obj)
         else if (used > 0) {
             memmove(self->buf, self->buf + used, (size_t)(self->len - used));
             self->len -= used;
+            if (self->len == 0 && self->cap > FD_BUFFER_KEEP) {
+                fp_clear_buffer(self);
+            }
         }
     }
     else {
@@ -604,6 +685,7 @@ fp_feed(FrameParserObject *self, PyObject *data_obj)
             self->len = data_len - used;
         }
     }
+done:
     if (owned) {
         PyBuffer_Release(&view);
     }
@@ -648,6 +730,7 @@ fp_init(FrameParserObject *self, PyObject *args, PyObject *kwds)
         self->max_frame_size = (unsigned long long)value;
     }
     fp_clear_buffer(self);
+    Py_CLEAR(self->pending);
     Py_XSETREF(self->error, Py_NewRef(Py_None));
     return 0;
 }
@@ -664,6 +747,7 @@ static int
 fp_clear(FrameParserObject *self)
 {
     Py_CLEAR(self->error);
+    Py_CLEAR(self->pending);
     return 0;
 }
 
@@ -682,7 +766,8 @@ static PyObject *
 fp_get_buffered(FrameParserObject *self, void *closure)
 {
     (void)closure;
-    return PyLong_FromSsize_t(self->len);
+    Py_ssize_t pending = self->pending ? self->pending_header + self->pending_filled : 0;
+    return PyLong_FromSsize_t(self->len + pending);
 }
 
 static PyObject *

@@ -31,6 +31,7 @@ from .frames import (
     FrameParser,
     Opcode,
     frame,
+    frame_header,
     is_valid_close_code,
     parse_close,
     serialize_close,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SEND_EOF",
+    "SPLIT_PAYLOAD_MIN",
     "Close",
     "Connection",
     "Event",
@@ -53,6 +55,10 @@ __all__ = [
 
 #: In :meth:`Connection.data_to_send`, a request to end the TCP connection (half-close).
 SEND_EOF = b""
+
+#: From this payload length on, a server's frame is queued as two chunks, header and payload
+#: (see :meth:`Connection.data_to_send`), so that the payload is never copied.
+SPLIT_PAYLOAD_MIN = 64 * 1024
 
 #: Where client masks come from. Tests replace it to get deterministic frames.
 generate_mask = os.urandom
@@ -435,7 +441,9 @@ class Connection:
         """Return the bytes to write since the last call, in order, and forget them.
 
         An item equal to :data:`SEND_EOF` asks the driver to end the TCP connection: half-close
-        it (write_eof) where possible, else close it.
+        it (write_eof) where possible, else close it. A frame may span two items (a server's
+        header, then a payload of :data:`SPLIT_PAYLOAD_MIN` bytes or more, as given): write
+        them in order, and write a large item on its own rather than joining it with others.
         """
         out = self._out
         if out is _NONE_YET:
@@ -449,9 +457,15 @@ class Connection:
         self._out.append(data)
 
     def _write(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> None:
-        self._queue_data(
-            frame(opcode, payload, fin, rsv1, generate_mask(4) if self._mask else None)
-        )
+        if self._mask:
+            self._queue_data(frame(opcode, payload, fin, rsv1, generate_mask(4)))
+        elif len(payload) < SPLIT_PAYLOAD_MIN:
+            self._queue_data(frame(opcode, payload, fin, rsv1, None))
+        else:
+            # A large unmasked payload goes out as the same object after its header: copying
+            # megabytes to prepend a few bytes would cost more than a second chunk.
+            self._queue_data(frame_header(opcode, len(payload), fin, rsv1))
+            self._queue_data(payload)
 
     def _send_data(self, opcode: int, payload: bytes, fin: bool) -> None:
         if self._state is not State.OPEN:

@@ -24,6 +24,8 @@ __all__ = [
     "FrameParser",
     "Opcode",
     "apply_mask",
+    "frame",
+    "frame_header",
     "is_valid_close_code",
     "parse_close",
     "serialize_close",
@@ -107,6 +109,17 @@ _unpack_16 = struct.Struct("!H").unpack_from
 _unpack_64 = struct.Struct("!Q").unpack_from
 
 
+def frame_header(opcode: int, length: int, fin: bool, rsv1: bool, masked: bool = False) -> bytes:
+    """Return the header of a frame, up to its payload length (without the masking key)."""
+    b0 = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0)
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        return _pack_2(b0, mask_bit | length)
+    if length < 65536:
+        return _pack_4(b0, mask_bit | 126, length)
+    return _pack_10(b0, mask_bit | 127, length)
+
+
 def _frame_python(
     opcode: int,
     payload: bytes | bytearray | memoryview,
@@ -115,15 +128,7 @@ def _frame_python(
     mask: bytes | None,
 ) -> bytes:
     """Return the bytes of one frame (the reference for ``_speedups.frame``)."""
-    b0 = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0)
-    length = len(payload)
-    mask_bit = 0x80 if mask is not None else 0
-    if length < 126:
-        header = _pack_2(b0, mask_bit | length)
-    elif length < 65536:
-        header = _pack_4(b0, mask_bit | 126, length)
-    else:
-        header = _pack_10(b0, mask_bit | 127, length)
+    header = frame_header(opcode, len(payload), fin, rsv1, mask is not None)
     if mask is None:
         return header + payload if type(payload) is bytes else header + bytes(payload)
     return header + mask + apply_mask(payload, mask)

@@ -20,7 +20,7 @@ from fullduplex.exceptions import (
     ConnectionClosedOK,
     InvalidState,
 )
-from fullduplex.protocol.connection import State
+from fullduplex.protocol.connection import Connection, Role, State
 from fullduplex.protocol.frames import Opcode, parse_close, serialize_frame
 from tests.asyncio.utils import Handlers, RawClient, echo, until, uri, wait_for
 from tests.helpers import seconds
@@ -692,3 +692,43 @@ class TestSendNowait:
             await wait_for(server_ws.wait_closed())
             assert server_ws.buffered_amount == 0
             handlers.release()
+
+
+class _CountingTransport:
+    """Just enough of a transport to count what a WebSocket writes."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.writes.append(b"".join(data))
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class TestOneWritePerRead:
+    """Replies sent from on_message while one read is handled leave in one write."""
+
+    async def test_callback_replies_are_written_together(self) -> None:
+        transport = _CountingTransport()
+        ws = WebSocket(logger=logging.getLogger("test"), ping_interval=None)
+        ws.connection_made(transport)  # type: ignore[arg-type]
+        ws._connection_open(Connection(Role.SERVER), b"")
+        ws.on_message = ws.send_nowait
+        messages = [f"m{i}" for i in range(16)]
+        ws.data_received(
+            b"".join(serialize_frame(Opcode.TEXT, m.encode(), mask=b"abcd") for m in messages)
+        )
+        assert transport.writes == [
+            b"".join(serialize_frame(Opcode.TEXT, m.encode()) for m in messages)
+        ]
+        # Outside a read, a send is written at once.
+        ws.send_nowait("later")
+        assert transport.writes[-1] == serialize_frame(Opcode.TEXT, b"later")

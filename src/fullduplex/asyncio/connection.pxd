@@ -31,6 +31,7 @@ cdef class WebSocket:
     cdef public dict _pings
     cdef public object _pong_timeout_handle
     cdef public bint _reading_paused
+    cdef public bint _receiving
     cdef public object _recv_waiter
     cdef public object _request
     cdef public object _response

@@ -122,6 +122,7 @@ class WebSocket:
         "_pings",
         "_pong_timeout_handle",
         "_reading_paused",
+        "_receiving",
         "_recv_waiter",
         "_request",
         "_response",
@@ -170,6 +171,7 @@ class WebSocket:
         self._max_queue = max_queue if max_queue is not None else 2**62
         self._low_water = self._max_queue // 4
         self._reading_paused = False
+        self._receiving = False
         self._recv_waiter: asyncio.Future[Any] | None = None
         self._eof = False
         # Sending.
@@ -568,6 +570,8 @@ class WebSocket:
 
     def _flush(self) -> None:
         """Write everything the protocol has to send, in one write; act on SEND_EOF."""
+        if self._receiving:
+            return  # data_received flushes once it has delivered every message of the read
         conn = self._conn
         assert conn is not None
         chunks = conn.data_to_send()
@@ -622,15 +626,22 @@ class WebSocket:
             return
         conn.receive_data(data)
         events = conn.events_received()
-        for event in events:
-            kind = type(event)
-            if kind is str or kind is bytes:
-                self._deliver(event)  # type: ignore[arg-type]
-            elif kind is Pong:
-                self._pong_received(event.data)  # type: ignore[union-attr]
-            elif kind is Close:
-                self._end_of_stream()
-            # Ping: the protocol has already queued the pong; it leaves with the flush below.
+        if events:
+            # Replies that on_message callbacks send from here (send_nowait) are written
+            # together by the flush below: one write for the whole read, not one per message.
+            self._receiving = True
+            try:
+                for event in events:
+                    kind = type(event)
+                    if kind is str or kind is bytes:
+                        self._deliver(event)  # type: ignore[arg-type]
+                    elif kind is Pong:
+                        self._pong_received(event.data)  # type: ignore[union-attr]
+                    elif kind is Close:
+                        self._end_of_stream()
+                    # Ping: the protocol already queued the pong; it leaves with the flush.
+            finally:
+                self._receiving = False
         self._flush()
 
     def eof_received(self) -> bool | None:

@@ -21,6 +21,7 @@ from fullduplex.exceptions import (
     InvalidState,
     InvalidStatus,
 )
+from fullduplex.protocol.frames import Frame, Opcode, serialize_frame
 from fullduplex.protocol.handshake import Request, Response
 from tests.asyncio.utils import Handlers, RawClient, echo, until, uri, wait_for
 
@@ -91,6 +92,46 @@ class TestCallbackHandler:
             async with connect(uri(server)) as ws:
                 await ws.send("still here")
                 assert await wait_for(ws.recv()) == "still here"
+
+    async def test_frames_sent_with_the_request_reach_the_callback(self) -> None:
+        def echo_callbacks(ws: WebSocket) -> None:
+            ws.on_message = ws.send_nowait
+
+        async with serve(echo_callbacks, "127.0.0.1", 0) as server:
+            raw = await RawClient.open(server.port)
+            try:
+                # One write: the request, then a frame before the 101 came back.
+                raw.writer.write(
+                    RawClient.request() + serialize_frame(Opcode.TEXT, b"early", mask=b"abcd")
+                )
+                await wait_for(raw.reader.readuntil(b"\r\n\r\n"))
+                assert await raw.read_frame() == Frame(Opcode.TEXT, b"early", True, False)
+            finally:
+                await raw.close()
+
+    async def test_an_exception_in_on_message_closes_with_1011(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        def handler(ws: WebSocket) -> None:
+            def on_message(message: Any) -> None:
+                ws.send_nowait(f"reply-{message}")
+                if message == "boom":
+                    raise RuntimeError("boom")
+
+            ws.on_message = on_message
+
+        caplog.set_level(logging.INFO, logger="fullduplex.server")
+        async with serve(handler, "127.0.0.1", 0) as server, connect(uri(server)) as ws:
+            await ws.send("ok")
+            assert await wait_for(ws.recv()) == "reply-ok"
+            await ws.send("boom")
+            # The reply queued before the exception still goes out, then the close.
+            assert await wait_for(ws.recv()) == "reply-boom"
+            with pytest.raises(ConnectionClosedError) as info:
+                await wait_for(ws.recv())
+            assert (info.value.code, info.value.reason) == (1011, "internal error")
+        failures = [r for r in caplog.records if "on_message callback failed" in r.getMessage()]
+        assert len(failures) == 1 and failures[0].exc_info is not None
 
     async def test_a_function_that_returns_a_coroutine_runs_as_a_task(self) -> None:
         def wrapper(ws: WebSocket) -> Any:

@@ -1076,3 +1076,28 @@ class TestHeadResponseLength:
         data = handshake.serialize(response)
         assert b"Content-Length: 3\r\n" in data
         assert data.endswith(b"\r\n\r\nabc")
+
+
+class TestSharedStrings:
+    """Request strings shared between connections: a bounded table, never the key."""
+
+    def test_bounded_and_without_keys(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from fullduplex.protocol import handshake as module  # noqa: PLC0415
+
+        monkeypatch.setattr(module, "_shared_strings", {})
+        monkeypatch.setattr(module, "_SHARED_MAX", 50)
+        for i in range(200):
+            server = module.ServerHandshake()
+            head = http_request(changed(VALID_HEADERS, **{"X-Unique": f"value-{i}"}))
+            request = server.receive_data(head)
+            assert request is not None
+        assert len(module._shared_strings) == 50
+        assert "Upgrade" in module._shared_strings
+        key = dict(VALID_HEADERS)["Sec-WebSocket-Key"]
+        assert key not in module._shared_strings
+
+    def test_the_same_string_object_for_every_request(self) -> None:
+        first = ServerHandshake().receive_data(http_request())
+        second = ServerHandshake().receive_data(http_request())
+        assert first is not None and second is not None
+        assert first.headers.raw_items()[0][0] is second.headers.raw_items()[0][0]

@@ -317,7 +317,14 @@ class WebSocket:
         """Hand one received message to the application: callback, waiting recv(), or queue."""
         callback = self.on_message
         if callback is not None:
-            callback(message)
+            try:
+                callback(message)
+            except Exception:
+                # Like an async handler that raises: logged once, closed with 1011; no more
+                # messages for that callback.
+                self._logger.error("[%s] on_message callback failed", self.id, exc_info=True)
+                self.on_message = None
+                self._start_close(1011, "internal error")
             return
         waiter = self._recv_waiter
         if waiter is not None:
@@ -642,6 +649,8 @@ class WebSocket:
                     # Ping: the protocol already queued the pong; it leaves with the flush.
             finally:
                 self._receiving = False
+                self._flush()
+            return
         self._flush()
 
     def eof_received(self) -> bool | None:
@@ -690,6 +699,8 @@ class WebSocket:
         if conn is not None:
             self._log_close(conn, exc)
         self._lost_hook(exc)
+        # Dropped now, so that callbacks holding the connection make no lasting cycle.
+        self.on_message = None
         on_close = self.on_close
         if on_close is not None:
             self.on_close = None

@@ -166,7 +166,8 @@ class ServerWebSocket(WebSocket):
                     self._start_task(self._run(request, result))
                     return
                 response = result
-            if not self._respond_to(request, response):
+            trailing = self._respond_to(request, response)
+            if trailing is None:
                 return
         except Exception:
             self._handshake_failed()
@@ -181,6 +182,9 @@ class ServerWebSocket(WebSocket):
             # A plain function that returned an awaitable after all (e.g. a partial of an
             # async function): run it like an async handler.
             self._start_task(self._handle(handled))
+        if trailing:
+            # Frames that came with the request go to the callbacks the handler just set.
+            self.data_received(trailing)
 
     def _handshake_eof_received(self) -> None:
         if self._request is None and self._debug:
@@ -227,9 +231,9 @@ class ServerWebSocket(WebSocket):
 
     async def _answer(
         self, request: Request, pending: Awaitable[Response | None] | None = None
-    ) -> bool:
+    ) -> bytes | None:
         """Answer the request: a process_request response, a rejection, or the 101. Return
-        True when the connection is open.
+        what :meth:`_respond_to` returns.
 
         Args:
             request: The request.
@@ -247,9 +251,14 @@ class ServerWebSocket(WebSocket):
             response = result
         return self._respond_to(request, response)
 
-    def _respond_to(self, request: Request, response: Response | None) -> bool:
-        """Send ``response``, or the 101 (or the rejection) when it is None. Return True when
-        the connection is open."""
+    def _respond_to(self, request: Request, response: Response | None) -> bytes | None:
+        """Send ``response``, or the 101 (or the rejection) when it is None.
+
+        Returns:
+            None when the connection did not open; else the bytes that came after the
+            request, which the caller passes to data_received once the handler has run (so
+            that a callback-style handler's on_message sees them).
+        """
         server = self._server
         if response is None and server._closing:
             response = self.respond(503, "server shutting down\n")
@@ -264,11 +273,11 @@ class ServerWebSocket(WebSocket):
                 self._logger.info("[%s] invalid opening handshake: %s", self.id, exc)
                 response = self._hs().reject_for(exc)
         if self._lost:
-            return False
+            return None
         self._send_response(response)
         if response.status != 101:
             self._end_http()
-            return False
+            return None
         self._cancel_open_timer()
         conn = Connection(
             Role.SERVER,
@@ -282,13 +291,13 @@ class ServerWebSocket(WebSocket):
         server._open.add(self)
         # HTTP is over: what the handshake held for it would stay for the connection's life.
         self._handshake = None
-        self._connection_open(conn, handshake.trailing_data)
+        self._connection_open(conn, b"")
         assert self._transport is not None
         if not self._lost and not self._reading_paused:
             self._transport.resume_reading()
         if self._debug:
             self._logger.debug("[%s] connection open: %s", self.id, request.path)
-        return True
+        return handshake.trailing_data
 
     async def _run(
         self, request: Request, pending: Awaitable[Response | None] | None = None
@@ -296,12 +305,20 @@ class ServerWebSocket(WebSocket):
         """The connection's task: the opening handshake, then the handler, then close."""
         try:
             try:
-                if not await self._answer(request, pending):
+                trailing = await self._answer(request, pending)
+                if trailing is None:
                     return
             except Exception:
                 self._handshake_failed()
                 return
-            handled = self._server._handler(self)
+            try:
+                handled = self._server._handler(self)
+            except Exception:
+                self._logger.error("[%s] connection handler failed", self.id, exc_info=True)
+                await self.close(1011, "internal error")
+                return
+            if trailing:
+                self.data_received(trailing)
             if inspect.isawaitable(handled):
                 await self._handle(handled)
         except BaseException:

@@ -37,7 +37,6 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from sys import intern
 
 import h11
 
@@ -64,8 +63,31 @@ from .deflate import (
 from .extensions import is_token, parse_extensions
 from .http11 import check_incomplete_head, parse_request_head, serialize_response
 
-# Field values up to this length are interned (see ServerHandshake.receive_data).
-_INTERNED_VALUE_MAX = 64
+# Strings of requests shared between connections (see _shared): at most this many, each at
+# most this long. Not sys.intern, whose strings are never freed on Python 3.12: a client
+# could grow the table without bound.
+_SHARED_MAX = 4096
+_SHARED_LENGTH_MAX = 64
+_shared_strings: dict[str, str] = {}
+_KEY = "sec-websocket-key"
+
+
+def _shared(text: str) -> str:
+    """Return the one stored copy of ``text`` if there is one, else store it while there is room.
+
+    Requests live as long as their connections and most of their strings (field names,
+    Upgrade, Host, User-Agent, the path) are the same on every connection: stored once, they
+    cost memory once per process instead of once per connection.
+    """
+    if len(text) > _SHARED_LENGTH_MAX:
+        return text
+    stored = _shared_strings.get(text)
+    if stored is not None:
+        return stored
+    if len(_shared_strings) < _SHARED_MAX:
+        _shared_strings[text] = text
+    return text
+
 
 __all__ = [
     "GUID",
@@ -412,15 +434,13 @@ class ServerHandshake:
         # The request lives as long as its connection, and most of its fields are the same on
         # every connection (names, Upgrade, Host, User-Agent...): interned, each is stored once
         # per process instead of once per connection. Long values are rarely shared.
+        # The key is unique to each connection: sharing it would only fill the table.
         fields = [
-            (intern(name), intern(value) if len(value) <= _INTERNED_VALUE_MAX else value)
+            (_shared(name), value if len(value) == 24 and name.lower() == _KEY else _shared(value))
             for name, value in head.fields
         ]
-        target = head.target
-        if len(target) <= _INTERNED_VALUE_MAX:
-            target = intern(target)
         request = Request(
-            intern(head.method), target, Headers._adopt(fields), intern(head.http_version)
+            _shared(head.method), _shared(head.target), Headers._adopt(fields), head.http_version
         )
         self._buffer = None
         self.request = request

@@ -718,7 +718,7 @@ fp_init(FrameParserObject *self, PyObject *args, PyObject *kwds)
     self->allow_rsv1 = allow_rsv1;
     self->has_max = max_frame_size != Py_None;
     if (self->has_max) {
-        /* Negative limits accept nothing, like the reference's comparison. */
+        /* Stricter than the reference, which compares any number: a limit is an int >= 0. */
         long long value = PyLong_AsLongLong(max_frame_size);
         if (value == -1 && PyErr_Occurred()) {
             return -1;

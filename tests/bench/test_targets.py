@@ -38,3 +38,10 @@ def test_met_and_not_met() -> None:
         "| **no** |"
     )
     assert next(line for line in slower if line.startswith("| idle5000")).endswith("| **no** |")
+
+
+def test_a_workload_not_run_is_not_counted_as_met() -> None:
+    table = targets_table(_results(50.0, 40.0, 3.0)).splitlines()
+    assert next(line for line in table if line.startswith("| hs: fullduplex-cb")).endswith(
+        "| not measured |"
+    )

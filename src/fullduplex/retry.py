@@ -5,10 +5,11 @@ Shared by the asyncio and the sync clients; it imports no I/O module.
 
 from __future__ import annotations
 
+import logging
 import random
 import ssl as ssl_module
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Any, Final
 
 from .exceptions import (
     InvalidMessage,
@@ -22,6 +23,7 @@ __all__ = [
     "DEFAULT_BACKOFF_FACTOR",
     "DEFAULT_BACKOFF_INITIAL",
     "DEFAULT_BACKOFF_MAX",
+    "Reconnection",
     "backoff_delays",
     "is_retryable",
 ]
@@ -94,3 +96,59 @@ def backoff_delays(
     while True:
         yield uniform(0.0, bound)
         bound = min(bound * factor, maximum)
+
+
+class Reconnection:
+    """The decisions of a reconnecting loop, without its I/O: how long to wait, when to give up.
+
+    Both clients' ``for ws in connect(...)`` loops drive one::
+
+        schedule = Reconnection((initial, factor, maximum), uri, logger)
+        while True:
+            sleep(schedule.delay)              # 0 before the first attempt
+            try:
+                ws = open_connection()
+            except Exception as exc:
+                schedule.failed(exc)           # raises exc when it is not worth retrying
+                continue
+            ...                                # use ws, then close it
+            schedule.reconnecting()
+
+    Args:
+        backoff: ``(initial, factor, maximum)`` for :func:`backoff_delays`.
+        uri: What the log lines name.
+        logger: Where failed attempts (INFO) and reconnections (DEBUG) are logged.
+    """
+
+    __slots__ = ("_backoff", "_delays", "_logger", "_uri", "delay")
+
+    def __init__(
+        self,
+        backoff: tuple[float, float, float],
+        uri: object,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        self._backoff = backoff
+        self._uri = uri
+        self._logger = logger
+        # Delays since the last open connection; None until an attempt fails.
+        self._delays: Iterator[float] | None = None
+        #: Seconds to wait before the next attempt.
+        self.delay = 0.0
+
+    def failed(self, exc: Exception) -> None:
+        """An attempt failed: raise ``exc`` if it is final, else set :attr:`delay` and log."""
+        if not is_retryable(exc):
+            raise exc
+        if self._delays is None:
+            self._delays = backoff_delays(*self._backoff)
+        self.delay = next(self._delays)
+        self._logger.info(
+            "connection to %s failed: %r; retrying in %.2f s", self._uri, exc, self.delay
+        )
+
+    def reconnecting(self) -> None:
+        """An open connection ended: start a fresh sequence, so the next wait is a short one."""
+        self._delays = backoff_delays(*self._backoff)
+        self.delay = next(self._delays)
+        self._logger.debug("connection to %s closed; reconnecting in %.2f s", self._uri, self.delay)

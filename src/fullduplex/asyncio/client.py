@@ -29,7 +29,7 @@ import asyncio
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
 from types import EllipsisType, TracebackType
 from typing import Any, cast
 
@@ -42,6 +42,7 @@ from ..retry import (
     DEFAULT_BACKOFF_FACTOR,
     DEFAULT_BACKOFF_INITIAL,
     DEFAULT_BACKOFF_MAX,
+    Reconnection,
     backoff_delays,
     is_retryable,
 )
@@ -278,32 +279,20 @@ class Connect:
         if self._sock is not None:
             raise ValueError("cannot reconnect with sock=: iterate without it")
         logger = self._options["logger"]
-        # Delays since the last open connection; None before the first attempt.
-        delays: Iterator[float] | None = None
-        delay = 0.0
+        schedule = Reconnection(self._backoff, self._uri, logger)
         while True:
-            if delays is not None:
-                await asyncio.sleep(delay)
+            if schedule.delay:
+                await asyncio.sleep(schedule.delay)
             try:
                 ws = await self._connect()
             except Exception as exc:
-                if not is_retryable(exc):
-                    raise
-                if delays is None:
-                    delays = backoff_delays(*self._backoff)
-                delay = next(delays)
-                logger.info(
-                    "connection to %s failed: %r; retrying in %.2f s", self._uri, exc, delay
-                )
+                schedule.failed(exc)  # raises exc when it is not worth retrying
                 continue
             try:
                 yield ws
             finally:
                 await ws.close()
-            # A fresh sequence: after an open connection the next wait is a short one.
-            delays = backoff_delays(*self._backoff)
-            delay = next(delays)
-            logger.debug("connection to %s closed; reconnecting in %.2f s", self._uri, delay)
+            schedule.reconnecting()
 
 
 def connect(uri: str, **options: Any) -> Connect:

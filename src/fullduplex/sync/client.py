@@ -45,6 +45,7 @@ from ..retry import (
     DEFAULT_BACKOFF_FACTOR,
     DEFAULT_BACKOFF_INITIAL,
     DEFAULT_BACKOFF_MAX,
+    Reconnection,
     backoff_delays,
     is_retryable,
 )
@@ -282,32 +283,20 @@ class Connect:
         if self._sock is not None:
             raise ValueError("cannot reconnect with sock=: iterate without it")
         logger = self._logger
-        # Delays since the last open connection; None before the first attempt.
-        delays: Iterator[float] | None = None
-        delay = 0.0
+        schedule = Reconnection(self._backoff, self._uri, logger)
         while True:
-            if delays is not None:
-                time.sleep(delay)
+            if schedule.delay:
+                time.sleep(schedule.delay)
             try:
                 ws = self.open()
             except Exception as exc:
-                if not is_retryable(exc):
-                    raise
-                if delays is None:
-                    delays = backoff_delays(*self._backoff)
-                delay = next(delays)
-                logger.info(
-                    "connection to %s failed: %r; retrying in %.2f s", self._uri, exc, delay
-                )
+                schedule.failed(exc)  # raises exc when it is not worth retrying
                 continue
             try:
                 yield ws
             finally:
                 ws.close()
-            # A fresh sequence: after an open connection the next wait is a short one.
-            delays = backoff_delays(*self._backoff)
-            delay = next(delays)
-            logger.debug("connection to %s closed; reconnecting in %.2f s", self._uri, delay)
+            schedule.reconnecting()
 
 
 def connect(uri: str, **options: Any) -> Connect:

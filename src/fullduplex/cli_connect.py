@@ -32,7 +32,7 @@ def byte_count(value: str) -> int | None:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of bytes: {value!r}") from None
     if size < 0:
-        raise argparse.ArgumentTypeError("must be positive")
+        raise argparse.ArgumentTypeError("must be 0 or more (0 or none: no limit)")
     return size or None
 
 
@@ -58,7 +58,7 @@ def _interval(value: str) -> float | None:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
     if seconds < 0:
-        raise argparse.ArgumentTypeError("must be positive")
+        raise argparse.ArgumentTypeError("must be 0 or more (0 or none: disabled)")
     return seconds or None
 
 

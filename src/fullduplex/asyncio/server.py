@@ -96,7 +96,9 @@ class ServerWebSocket(WebSocket):
     def _hs(self) -> ServerHandshake:
         handshake = self._handshake
         if handshake is None:
-            raise InvalidState("the opening handshake is over")
+            raise InvalidState(
+                "the opening handshake is over: respond() is for process_request only"
+            )
         return handshake
 
     @property

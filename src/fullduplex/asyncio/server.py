@@ -37,6 +37,7 @@ from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..protocol.connection import Connection, Role
 from ..protocol.deflate import deflate_options
 from ..protocol.handshake import Request, Response, ServerHandshake
+from . import transports
 from .connection import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -451,7 +452,8 @@ class Server:
                 if self._sock is not None
                 else {"host": self._host, "port": self._port}
             )
-            self._server = await loop.create_server(
+            self._server = await transports.create_server(
+                loop,
                 # WebSocket is an asyncio protocol by its methods, not by its base class.
                 cast("Callable[[], asyncio.Protocol]", self._new_connection),
                 ssl=self._ssl,

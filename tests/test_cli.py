@@ -87,6 +87,27 @@ class TestArguments:
         assert main(["echo", "--port", "0", "--uvloop"]) == 2
         assert "uvloop" in capsys.readouterr().err
 
+    def test_aiofastnet_missing(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "aiofastnet", None)  # makes `import aiofastnet` fail
+        assert main(["echo", "--port", "0", "--aiofastnet"]) == 2
+        assert "pip install 'fullduplex[fast]'" in capsys.readouterr().err
+
+    @pytest.mark.parametrize("use_uvloop", [False, True])
+    def test_aiofastnet_patches_the_loop(self, use_uvloop: bool) -> None:
+        seen: list[tuple[str, bool]] = []
+
+        async def record() -> None:
+            loop = asyncio.get_running_loop()
+            patched = bool(getattr(loop, "_aiofastnet_patched_methods", None))
+            seen.append((type(loop).__module__.split(".")[0], patched))
+
+        assert cli._run(record(), use_uvloop, True) == 0
+        assert cli._run(record(), use_uvloop, False) == 0
+        package = "uvloop" if use_uvloop else "asyncio"
+        assert seen == [(package, True), (package, False)]
+
     def test_version(self, capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):
             main(["--version"])
@@ -134,14 +155,18 @@ class TestEcho:
                 assert info.value.code == 1009
             assert await stop(proc, signal.SIGTERM) == 0
 
-    async def test_uvloop(self) -> None:
-        pytest.importorskip("uvloop")
-        with cli_server("echo", "--port", "0", "--uvloop") as (proc, line):
+    @pytest.mark.parametrize(
+        "options", [("--uvloop",), ("--aiofastnet",), ("--uvloop", "--aiofastnet")]
+    )
+    async def test_other_loops(self, options: tuple[str, ...]) -> None:
+        with cli_server("echo", "--port", "0", *options) as (proc, line):
             match = _URL.search(line)
             assert match is not None, line
             async with connect(f"ws://127.0.0.1:{match.group(1)}/") as ws:
-                await ws.send("on uvloop")
-                assert await ws.recv() == "on uvloop"
+                await ws.send(f"with {options}")
+                assert await ws.recv() == f"with {options}"
+                await ws.send(b"x" * 1_000_000)
+                assert await ws.recv() == b"x" * 1_000_000
             assert await stop(proc, signal.SIGTERM) == 0
 
 

@@ -227,22 +227,36 @@ async def _serve_until_signal(
             loop.remove_signal_handler(signum)
 
 
-def _run(coro: Coroutine[Any, Any, None], use_uvloop: bool) -> int:
-    if use_uvloop:
-        try:
-            # Optional dependency, imported only when asked for.
+def _run(coro: Coroutine[Any, Any, None], use_uvloop: bool, use_aiofastnet: bool = False) -> int:
+    # Optional dependencies, imported only when asked for.
+    new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    patch: Callable[[asyncio.AbstractEventLoop], object] | None = None
+    try:
+        if use_uvloop:
             import uvloop  # noqa: PLC0415
-        except ImportError:
-            coro.close()
-            print(
-                "fullduplex: --uvloop needs uvloop: pip install 'fullduplex[uvloop]'",
-                file=sys.stderr,
-            )
-            return 2
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(coro)
-        return 0
-    asyncio.run(coro)
+
+            new_loop = uvloop.new_event_loop
+        if use_aiofastnet:
+            import aiofastnet  # noqa: PLC0415
+
+            patch = aiofastnet.patch_loop
+    except ImportError as exc:
+        coro.close()
+        extra = "fast" if exc.name == "aiofastnet" else exc.name
+        print(
+            f"fullduplex: --{exc.name} needs {exc.name}: pip install 'fullduplex[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+
+    def loop_factory() -> asyncio.AbstractEventLoop:
+        loop = new_loop()
+        if patch is not None:
+            patch(loop)  # its create_server gives aiofastnet's compiled transports
+        return loop
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(coro)
     return 0
 
 
@@ -267,7 +281,7 @@ def _serve_here(args: argparse.Namespace, port: int, channel: WorkerChannel | No
         return factory(args.host, port, **options)
 
     try:
-        return _run(_serve_until_signal(make, on_listening), args.uvloop)
+        return _run(_serve_until_signal(make, on_listening), args.uvloop, args.aiofastnet)
     except OSError as exc:  # e.g. the port is taken
         print(f"fullduplex {args.command}: cannot listen: {exc}", file=sys.stderr)
         return 1
@@ -378,6 +392,12 @@ def _add_server_arguments(
             "--no-compression", action="store_true", help="refuse permessage-deflate"
         )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
+    parser.add_argument(
+        "--aiofastnet",
+        action="store_true",
+        help="use aiofastnet's compiled transports (the fast extra): faster round trips, "
+        "about 4.6 KiB more per connection",
+    )
     if workers:
         parser.add_argument(
             "--workers",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+import aiofastnet
 import pytest
 
 from fullduplex.asyncio.server import Server, serve
@@ -20,13 +21,22 @@ async def echo_server() -> AsyncIterator[Server]:
         yield server
 
 
+def _aiofastnet_loop() -> asyncio.AbstractEventLoop:
+    """asyncio's loop, its create_server / create_connection patched to aiofastnet's."""
+    loop = asyncio.new_event_loop()
+    aiofastnet.patch_loop(loop)
+    return loop
+
+
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """Run every asyncio test on asyncio's own loop and on uvloop's: their transports differ
-    (uvloop's do not even subclass asyncio.Transport)."""
+    """Run every asyncio test on asyncio's own loop, on that loop with aiofastnet's transports
+    and on uvloop's: their transports differ (uvloop's and aiofastnet's do not even subclass
+    asyncio.Transport)."""
     factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-        "asyncio": asyncio.new_event_loop
+        "asyncio": asyncio.new_event_loop,
+        "aiofastnet": _aiofastnet_loop,
     }
     try:
         import uvloop  # noqa: PLC0415 - optional

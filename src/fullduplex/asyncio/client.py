@@ -47,7 +47,6 @@ from ..retry import (
     is_retryable,
 )
 from ..uri import WebSocketURI, parse_uri
-from . import transports
 from .connection import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -225,7 +224,7 @@ class Connect:
                     "Callable[[], asyncio.Protocol]",
                     lambda: ClientWebSocket(handshake, **self._options),
                 )
-                _, protocol = await transports.create_connection(loop, factory, **kwargs)
+                _, protocol = await loop.create_connection(factory, **kwargs)
                 ws = cast(ClientWebSocket, protocol)
                 await ws._handshake_waiter
         except BaseException:

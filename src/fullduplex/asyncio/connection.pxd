@@ -36,6 +36,7 @@ cdef class WebSocket:
     cdef public object _request
     cdef public object _response
     cdef public object _subprotocol
+    cdef public object _timers
     cdef public object _transport
     cdef public object _write_limit
     cdef public bint _write_paused

@@ -37,6 +37,7 @@ from ..exceptions import (
     InvalidState,
 )
 from ..protocol.connection import SEND_EOF, SPLIT_PAYLOAD_MIN, Close, Connection, Pong, State
+from .timers import Deadline, timers_for
 
 if TYPE_CHECKING:
     from ..protocol.handshake import Request, Response
@@ -127,6 +128,7 @@ class WebSocket:
         "_request",
         "_response",
         "_subprotocol",
+        "_timers",
         "_transport",
         "_write_limit",
         "_write_paused",
@@ -149,7 +151,9 @@ class WebSocket:
     ) -> None:
         if max_queue is not None and max_queue < 1:
             raise ValueError("max_queue must be at least 1, or None")
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
+        # Timeouts (keepalive, closing; the server's opening) are coarse timers: see timers.py.
+        self._timers = timers_for(loop)
         self._transport: asyncio.Transport | None = None
         self._conn: Connection | None = None
         self._logger = logger
@@ -183,11 +187,11 @@ class WebSocket:
         # for round trips on a LAN.
         self._pings: dict[bytes, tuple[float, asyncio.Future[float] | None]] = {}
         self._latency = 0.0
-        self._keepalive_handle: asyncio.TimerHandle | None = None
-        self._pong_timeout_handle: asyncio.TimerHandle | None = None
+        self._keepalive_handle: Deadline | None = None
+        self._pong_timeout_handle: Deadline | None = None
         self._keepalive_data: bytes | None = None
         # Closing.
-        self._close_handle: asyncio.TimerHandle | None = None
+        self._close_handle: Deadline | None = None
         self._lost = False
         # One future per wait_closed() caller, so that a caller who gives up cancels only its
         # own (cheaper than asyncio.shield around a shared one: no extra future, no closures).
@@ -750,7 +754,7 @@ class WebSocket:
         """Start the WebSocket phase: called once the opening handshake succeeded."""
         self._conn = conn
         if self._ping_interval is not None:
-            self._keepalive_handle = self._loop.call_later(self._ping_interval, self._keepalive)
+            self._keepalive_handle = self._timers.call_later(self._ping_interval, self._keepalive)
         if trailing_data:
             self.data_received(trailing_data)
 
@@ -823,9 +827,9 @@ class WebSocket:
         self._flush()
         assert self._ping_interval is not None
         if self._ping_timeout is None:
-            self._keepalive_handle = self._loop.call_later(self._ping_interval, self._keepalive)
+            self._keepalive_handle = self._timers.call_later(self._ping_interval, self._keepalive)
         else:
-            self._pong_timeout_handle = self._loop.call_later(
+            self._pong_timeout_handle = self._timers.call_later(
                 self._ping_timeout, self._keepalive_timed_out
             )
 
@@ -837,7 +841,7 @@ class WebSocket:
             assert self._ping_interval is not None
             # The next ping goes one interval after the last one, however long its pong took.
             delay = max(self._ping_interval - (perf_counter() - sent), 0.0)
-            self._keepalive_handle = self._loop.call_later(delay, self._keepalive)
+            self._keepalive_handle = self._timers.call_later(delay, self._keepalive)
 
     def _keepalive_timed_out(self) -> None:
         self._pong_timeout_handle = None
@@ -896,7 +900,7 @@ class WebSocket:
 
     def _arm_close_timer(self) -> None:
         if self._close_handle is None and self._close_timeout is not None and not self._lost:
-            self._close_handle = self._loop.call_later(self._close_timeout, self._close_timed_out)
+            self._close_handle = self._timers.call_later(self._close_timeout, self._close_timed_out)
 
     def _close_timed_out(self) -> None:
         if not self._lost and self._transport is not None:

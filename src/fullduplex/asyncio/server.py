@@ -37,7 +37,6 @@ from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..protocol.connection import Connection, Role
 from ..protocol.deflate import deflate_options
 from ..protocol.handshake import Request, Response, ServerHandshake
-from . import transports
 from .connection import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -48,6 +47,7 @@ from .connection import (
     LoggerLike,
     WebSocket,
 )
+from .timers import Deadline
 
 __all__ = ["Handler", "ProcessRequest", "Server", "ServerWebSocket", "serve"]
 
@@ -77,7 +77,7 @@ class ServerWebSocket(WebSocket):
         super().__init__(**options)
         self._server = server
         self._open_timeout = open_timeout
-        self._open_handle: asyncio.TimerHandle | None = None
+        self._open_handle: Deadline | None = None
         # Released once the connection is open (its request stays, as ws.request).
         self._handshake: ServerHandshake | None = server._new_handshake()
         self._task: asyncio.Task[None] | None = None
@@ -127,7 +127,7 @@ class ServerWebSocket(WebSocket):
         super().connection_made(transport)
         self._server._protocols.add(self)
         if self._open_timeout is not None:
-            self._open_handle = self._loop.call_later(self._open_timeout, self._open_timed_out)
+            self._open_handle = self._timers.call_later(self._open_timeout, self._open_timed_out)
 
     def _handshake_data_received(self, data: bytes) -> None:
         if self._response is not None:
@@ -452,8 +452,7 @@ class Server:
                 if self._sock is not None
                 else {"host": self._host, "port": self._port}
             )
-            self._server = await transports.create_server(
-                loop,
+            self._server = await loop.create_server(
                 # WebSocket is an asyncio protocol by its methods, not by its base class.
                 cast("Callable[[], asyncio.Protocol]", self._new_connection),
                 ssl=self._ssl,

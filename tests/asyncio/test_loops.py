@@ -1,0 +1,35 @@
+"""Each loop of the suite really gives connections its own kind of transport."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fullduplex.asyncio.client import connect
+from fullduplex.asyncio.connection import WebSocket
+from fullduplex.asyncio.server import serve
+
+
+def _expected_transport_package(loop: asyncio.AbstractEventLoop) -> str:
+    if getattr(loop, "_aiofastnet_patched_methods", None):
+        return "aiofastnet"
+    return type(loop).__module__.split(".")[0]  # "asyncio" or "uvloop"
+
+
+async def test_both_ends_get_the_loops_transports() -> None:
+    expected = _expected_transport_package(asyncio.get_running_loop())
+    opened: list[WebSocket] = []
+
+    def keep(ws: WebSocket) -> None:
+        opened.append(ws)
+        ws.on_message = ws.send_nowait
+
+    async with (
+        serve(keep, "127.0.0.1", 0) as server,
+        connect(f"ws://127.0.0.1:{server.port}") as client,
+    ):
+        await client.send("round trip")
+        assert await client.recv() == "round trip"
+        (server_side,) = opened
+        for ws in (client, server_side):
+            package = type(ws._transport).__module__.split(".")[0]
+            assert package == expected, (package, expected)

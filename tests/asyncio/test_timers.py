@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
+import os
+import sys
+import weakref
 from typing import Any
 
+import pytest
+
+from fullduplex.asyncio import timers as timers_module
 from fullduplex.asyncio.timers import RESOLUTION, Timers, timers_for
 
 # How late a callback may run on a busy test machine, beyond the rounding.
@@ -40,9 +47,13 @@ async def test_a_cancelled_deadline_does_not_run() -> None:
     assert ran == ["kept"]
 
 
-async def test_many_deadlines_use_one_loop_timer() -> None:
+@pytest.mark.parametrize("timerfd", [True, False], ids=["timerfd", "call_at"])
+async def test_many_deadlines_need_at_most_one_loop_timer(
+    timerfd: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not timerfd:
+        monkeypatch.setattr(timers_module._TimerFD, "_libc", None)  # as on macOS or Windows
     loop = asyncio.get_running_loop()
-    timers = Timers(loop)
     armed: list[float] = []
     original = loop.call_at
 
@@ -54,14 +65,47 @@ async def test_many_deadlines_use_one_loop_timer() -> None:
 
     loop.call_at = counting_call_at  # type: ignore[method-assign,assignment]
     try:
+        timers = Timers(loop)
+        assert (timers._timerfd is not None) is (timerfd and sys.platform == "linux")
         ran: list[int] = []
         for i in range(1000):
             timers.call_later(0.05 + (i % 3) * 0.001, functools.partial(ran.append, i))
-        assert len(armed) == 1  # the 1,000 deadlines share one loop timer
+        # The 1,000 deadlines share one loop timer, or none at all with a timerfd (so that
+        # the loop's epoll_wait calls need no timeout).
+        assert len(armed) == (0 if timers._timerfd is not None else 1)
         await asyncio.sleep(0.05 + RESOLUTION + SLACK)
         assert sorted(ran) == list(range(1000))
     finally:
         del loop.call_at  # back to the class's method
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="timerfd is Linux-only")
+def test_a_timerfd_leaves_asyncios_timer_heap_empty() -> None:
+    async def check() -> None:
+        loop = asyncio.get_running_loop()
+        timers = Timers(loop)
+        assert timers._timerfd is not None
+        ran: list[str] = []
+        timers.call_later(0.02, lambda: ran.append("ran"))
+        assert not loop._scheduled  # type: ignore[attr-defined]
+        await asyncio.sleep(0.02 + RESOLUTION + SLACK)
+        assert ran == ["ran"]
+
+    asyncio.run(check())
+
+
+def test_a_timers_loop_is_freed_with_its_timerfd() -> None:
+    loop = asyncio.new_event_loop()
+    timers = timers_for(loop)
+    fd = timers._timerfd.fd if timers._timerfd is not None else None
+    loop.close()
+    loop_ref = weakref.ref(loop)
+    del loop, timers
+    gc.collect()
+    assert loop_ref() is None  # its Timers did not keep it alive
+    if fd is not None:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed
 
 
 async def test_an_earlier_deadline_rearms_the_loop_timer() -> None:

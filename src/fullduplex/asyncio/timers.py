@@ -11,13 +11,24 @@ Here a deadline is rounded up to the next multiple of :data:`RESOLUTION` and put
 bucket; the loop has one TimerHandle, for the earliest tick that has a bucket. Setting a
 deadline is an append to a list, cancelling it sets a field. The price: a callback runs up to
 RESOLUTION seconds late, which no network timeout notices.
+
+On Linux that one timer is not even the loop's: it is a timerfd, which the loop watches like a
+socket. A loop with any timer of its own passes a timeout to every epoll_wait, and the kernel
+arms and disarms a high-resolution timer for each call: profiled, ~7% of a server's time on
+one connection's round trips (picows has no timers there). A timerfd is armed only when the
+earliest deadline changes, and epoll_wait waits without a timeout. Elsewhere (or if the loop
+cannot watch it) the loop's own call_at does the job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import heapq
 import math
+import os
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Final
@@ -42,24 +53,95 @@ class Deadline:
         self.callback = None
 
 
+class _Timespec(ctypes.Structure):
+    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = (("it_interval", _Timespec), ("it_value", _Timespec))
+
+
+class _TimerFD:
+    """A one-shot Linux timerfd (timerfd_create(2)), through ctypes: Python 3.11 has no binding."""
+
+    _CLOCK_MONOTONIC = 1
+    _TFD_NONBLOCK = os.O_NONBLOCK
+    _TFD_CLOEXEC = os.O_CLOEXEC
+    _libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+    def __init__(self) -> None:
+        libc = self._libc
+        if libc is None:
+            raise OSError("timerfd is Linux-only")
+        fd: int = libc.timerfd_create(self._CLOCK_MONOTONIC, self._TFD_NONBLOCK | self._TFD_CLOEXEC)
+        if fd < 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
+        self.fd = fd
+        self._spec = _Itimerspec()
+
+    def set(self, delay: float) -> None:
+        """Fire once, ``delay`` seconds from now (at once if it is not positive)."""
+        value = self._spec.it_value
+        if delay <= 0:
+            value.tv_sec, value.tv_nsec = 0, 1  # zero would disarm it
+        else:
+            seconds = int(delay)
+            value.tv_sec, value.tv_nsec = seconds, int((delay - seconds) * 1e9) or 1
+        assert self._libc is not None
+        if self._libc.timerfd_settime(self.fd, 0, ctypes.byref(self._spec), None) < 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
+
+    def clear(self) -> None:
+        """Consume the expiration, so that the fd stops being readable."""
+        with contextlib.suppress(BlockingIOError):  # already consumed
+            os.read(self.fd, 8)
+
+
 class Timers:
     """The deadlines of one event loop (see the module doc). Use :func:`timers_for`."""
 
-    __slots__ = ("__weakref__", "_armed", "_buckets", "_handle", "_loop", "_ticks")
+    __slots__ = (
+        "__weakref__",
+        "_armed",
+        "_buckets",
+        "_handle",
+        "_loop",
+        "_ticks",
+        "_timerfd",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weak: the loop holds this object (through its reader callback), not the reverse, so
+        # that a loop nobody uses any more is freed, and its timerfd closed.
+        self._loop = weakref.ref(loop)
         # Tick number (deadline / RESOLUTION, rounded up) -> the deadlines due then.
         self._buckets: dict[int, list[Deadline]] = {}
         # The ticks that have a bucket, as a heap of ints (compared in C).
         self._ticks: list[int] = []
-        # The loop's timer for the earliest tick, and that tick.
-        self._handle: asyncio.TimerHandle | None = None
+        # The tick the timer is armed for, 0 when it is not armed.
         self._armed = 0
+        # The loop's timer, when it is the loop's call_at rather than a timerfd.
+        self._handle: asyncio.TimerHandle | None = None
+        self._timerfd: _TimerFD | None = None
+        try:
+            timerfd = _TimerFD()
+        except (OSError, AttributeError):  # not Linux, or no timerfd in this libc
+            return
+        try:
+            loop.add_reader(timerfd.fd, self._timerfd_fired)
+        except (NotImplementedError, OSError):  # e.g. a proactor loop
+            os.close(timerfd.fd)
+            return
+        self._timerfd = timerfd
+        weakref.finalize(self, os.close, timerfd.fd)
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> Deadline:
         """Run ``callback()`` in ``delay`` seconds, or up to RESOLUTION seconds later."""
-        tick = math.ceil((self._loop.time() + delay) / RESOLUTION)
+        loop = self._loop()
+        assert loop is not None  # only called by the loop's own connections
+        tick = math.ceil((loop.time() + delay) / RESOLUTION)
         deadline = Deadline(callback)
         bucket = self._buckets.get(tick)
         if bucket is not None:
@@ -67,22 +149,34 @@ class Timers:
             return deadline
         self._buckets[tick] = [deadline]
         heapq.heappush(self._ticks, tick)
-        if self._handle is None or tick < self._armed:
-            self._arm(tick)
+        if not self._armed or tick < self._armed:
+            self._arm(loop, tick)
         return deadline
 
-    def _arm(self, tick: int) -> None:
+    def _arm(self, loop: asyncio.AbstractEventLoop, tick: int) -> None:
+        self._armed = tick
+        if self._timerfd is not None:
+            self._timerfd.set(tick * RESOLUTION - loop.time())
+            return
         if self._handle is not None:
             self._handle.cancel()
-        self._armed = tick
-        self._handle = self._loop.call_at(tick * RESOLUTION, self._run)
+        self._handle = loop.call_at(tick * RESOLUTION, self._run)
+
+    def _timerfd_fired(self) -> None:
+        assert self._timerfd is not None
+        self._timerfd.clear()
+        self._run()
 
     def _run(self) -> None:
         """Run every deadline of the ticks that are due; arm the timer for the next one."""
+        loop = self._loop()
+        if loop is None:
+            return
         self._handle = None
-        # The loop may run its timer a hair before its time (within its clock resolution):
-        # the armed tick is due even if the clock has not quite reached it.
-        due = max(self._armed, math.floor(self._loop.time() / RESOLUTION))
+        # A timer may fire a hair before its time (within the clock's resolution): the armed
+        # tick is due even if the clock has not quite reached it.
+        due = max(self._armed, math.floor(loop.time() / RESOLUTION))
+        self._armed = 0
         ticks = self._ticks
         while ticks and ticks[0] <= due:
             for deadline in self._buckets.pop(heapq.heappop(ticks)):
@@ -93,18 +187,19 @@ class Timers:
                 try:
                     callback()
                 except Exception as exc:  # one failing callback must not stop the others
-                    self._loop.call_exception_handler(
+                    loop.call_exception_handler(
                         {"message": "exception in a fullduplex timer callback", "exception": exc}
                     )
-        if ticks and self._handle is None:
-            self._arm(ticks[0])
+        # A callback may have armed the timer (for a new deadline) already.
+        if ticks and (not self._armed or ticks[0] < self._armed):
+            self._arm(loop, ticks[0])
 
 
 _timers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Timers] = weakref.WeakKeyDictionary()
 
 
 def timers_for(loop: asyncio.AbstractEventLoop) -> Timers:
-    """Return the Timers of ``loop``, created on first use."""
+    """Return the Timers of ``loop``, created on first use (from the loop's thread)."""
     timers = _timers.get(loop)
     if timers is None:
         timers = _timers[loop] = Timers(loop)

@@ -12,6 +12,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from ..asyncio.timers import Deadline, timers_for
 from ..exceptions import ConcurrencyError, ConnectionClosed
 from ..protocol.connection import State
 from .endpoint import OVERFLOW_CLOSE_CODE, CloseReason, EndpointConfig
@@ -90,7 +91,7 @@ class Session:
         self._closer: asyncio.Task[None] | None = None
         self._sent: CloseReason | None = None
         self._dropped = 0
-        self._idle_handle: asyncio.TimerHandle | None = None
+        self._idle_handle: Deadline | None = None
         self._last_active = 0.0
 
     # ---- what the request said -----------------------------------------------------------------
@@ -285,7 +286,7 @@ class Session:
         if timeout is not None:
             loop = asyncio.get_running_loop()
             self._last_active = loop.time()
-            self._idle_handle = loop.call_later(timeout, self._idle_check)
+            self._idle_handle = timers_for(loop).call_later(timeout, self._idle_check)
 
     def _ended(self, endpoint_key: Hashable) -> None:
         """The connection closed: leave every group (the names stay in :attr:`groups`)."""
@@ -308,7 +309,7 @@ class Session:
         loop = asyncio.get_running_loop()
         remaining = self._last_active + timeout - loop.time()
         if remaining > 0:
-            self._idle_handle = loop.call_later(remaining, self._idle_check)
+            self._idle_handle = timers_for(loop).call_later(remaining, self._idle_check)
             return
         self._idle_handle = None
         if not self.closed:

@@ -11,6 +11,7 @@ cdef class WebSocket:
     cdef public object _close_timeout
     cdef public list _closed_waiters
     cdef public Connection _conn
+    cdef public bint _copies_large_writes
     cdef public bint _debug
     cdef public list _drain_waiters
     cdef public bint _eof

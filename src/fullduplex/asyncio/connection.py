@@ -25,6 +25,7 @@ import asyncio
 import collections
 import logging
 import os
+import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
@@ -68,6 +69,8 @@ DEFAULT_PING_TIMEOUT: Final = 20.0
 DEFAULT_OPEN_TIMEOUT: Final = 10.0
 DEFAULT_CLOSE_TIMEOUT: Final = 10.0
 
+_OLD_ASYNCIO: Final = sys.version_info < (3, 12)
+
 # What a waiting recv() receives when no message will ever come.
 _EOF: Final = object()
 _BYTES_LIKE = (bytes, bytearray, memoryview)
@@ -103,6 +106,7 @@ class WebSocket:
         "_close_timeout",
         "_closed_waiters",
         "_conn",
+        "_copies_large_writes",
         "_debug",
         "_drain_waiters",
         "_eof",
@@ -155,6 +159,7 @@ class WebSocket:
         # Timeouts (keepalive, closing; the server's opening) are coarse timers: see timers.py.
         self._timers = timers_for(loop)
         self._transport: asyncio.Transport | None = None
+        self._copies_large_writes = False
         self._conn: Connection | None = None
         self._logger = logger
         self._debug = logger.isEnabledFor(logging.DEBUG)
@@ -595,13 +600,20 @@ class WebSocket:
         if eof:
             chunks.pop()
         if len(chunks) == 1:
-            transport.write(chunks[0])
+            only = chunks[0]
+            if self._copies_large_writes and len(only) >= SPLIT_PAYLOAD_MIN:
+                transport.write(memoryview(only))
+            else:
+                transport.write(only)
         elif chunks:
             for chunk in chunks:
                 if len(chunk) >= SPLIT_PAYLOAD_MIN:
                     # writelines would join the chunks, copying a large payload (3.11).
+                    views = self._copies_large_writes
                     for item in chunks:
-                        transport.write(item)
+                        transport.write(
+                            memoryview(item) if views and len(item) >= SPLIT_PAYLOAD_MIN else item
+                        )
                     break
             else:
                 transport.writelines(chunks)
@@ -628,6 +640,13 @@ class WebSocket:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(self._write_limit)
+        # asyncio's own socket transport before 3.12 buffers what a write could not send at
+        # once as data[sent:], then copies that into its buffer: two copies of a large bytes
+        # payload, one of a memoryview (whose slice is a view). Other transports keep a
+        # reference to bytes and may copy a memoryview, so they get bytes.
+        self._copies_large_writes = (
+            _OLD_ASYNCIO and type(transport).__module__ == "asyncio.selector_events"
+        )
 
     def data_received(self, data: bytes) -> None:
         """Called by asyncio with bytes from the network; not for applications."""

@@ -70,6 +70,8 @@ DEFAULT_OPEN_TIMEOUT: Final = 10.0
 DEFAULT_CLOSE_TIMEOUT: Final = 10.0
 
 _OLD_ASYNCIO: Final = sys.version_info < (3, 12)
+# A module constant: State.OPEN is a slow attribute lookup on 3.11 (EnumType.__getattr__).
+_OPEN: Final = State.OPEN
 
 # What a waiting recv() receives when no message will ever come.
 _EOF: Final = object()
@@ -484,7 +486,7 @@ class WebSocket:
         except InvalidState:
             raise await self._send_failed() from None
         except BaseException:
-            if started and conn.state is State.OPEN:
+            if started and conn.state is _OPEN:
                 # Half a message cannot be taken back; the only clean way out is to fail.
                 conn.fail(1011, "error in fragmented message")
                 self._flush()
@@ -622,7 +624,7 @@ class WebSocket:
                 transport.write_eof()
             else:
                 transport.close()
-        if conn.state is not State.OPEN:
+        if conn._state is not _OPEN:
             # A close frame just went out (ours or our reply): the TCP connection must end
             # within close_timeout. After a local failure no message will arrive any more.
             self._arm_close_timer()
@@ -835,7 +837,7 @@ class WebSocket:
         """Send a keepalive ping; expect its pong within ping_timeout."""
         self._keepalive_handle = None
         conn = self._conn
-        if conn is None or conn.state is not State.OPEN or self._lost:
+        if conn is None or conn.state is not _OPEN or self._lost:
             return
         payload = os.urandom(4)
         while payload in self._pings:
@@ -865,7 +867,7 @@ class WebSocket:
     def _keepalive_timed_out(self) -> None:
         self._pong_timeout_handle = None
         conn = self._conn
-        if conn is None or conn.state is not State.OPEN or self._lost:
+        if conn is None or conn.state is not _OPEN or self._lost:
             return
         self._logger.info("[%s] no pong within %ss: closing", self.id, self._ping_timeout)
         conn.fail(1011, "keepalive ping timeout")
@@ -898,7 +900,7 @@ class WebSocket:
             if conn is None:
                 # Still in the opening handshake: there is no WebSocket to close politely.
                 self._transport.close()
-            elif conn.state is State.OPEN:
+            elif conn.state is _OPEN:
                 conn.send_close(code, reason)
                 self._flush()
             self._arm_close_timer()

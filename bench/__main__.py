@@ -1,4 +1,4 @@
-"""``python -m bench``: every server, on both event loops, every workload, side by side.
+"""``python -m bench``: every server, on each event loop, every workload, side by side.
 
 Each repeat runs the workloads in groups that need the same kind of server (echo, echo with
 permessage-deflate, broadcast): all the servers of a group are started (one process each),
@@ -35,7 +35,7 @@ from bench.loadgen import (
 )
 from bench.machine import describe, pin_cpus, pin_process
 from bench.report import Results, Target, summary_table, workload_table
-from bench.servers import SERVERS, RunningServer, ServerError, ServerSpec, running_server
+from bench.servers import LOOPS, SERVERS, RunningServer, ServerError, ServerSpec, running_server
 
 __all__ = ["NOISY_MACHINE", "Settings", "estimate_seconds", "main", "parse_settings", "targets"]
 
@@ -54,7 +54,7 @@ class Settings:
 
     servers: list[str]
     workloads: list[str]
-    loops: tuple[bool, ...]  # uvloop off, on
+    loops: tuple[str, ...]  # some of LOOPS, in LOOPS order
     repeat: int
     duration: float
     warmup: float
@@ -74,13 +74,17 @@ def _applicable(spec: ServerSpec, workload: Workload) -> bool:
 
 
 def targets(settings: Settings) -> list[Target]:
-    """Every (server, loop) row of the run, in table order."""
-    return [
-        Target(name, uvloop)
-        for name in settings.servers
-        for uvloop in settings.loops
-        if not uvloop or SERVERS[name].uvloop
-    ]
+    """Every (server, loop) row of the run, in table order: each server on each of the
+    selected loops it runs on; a server with no loop to choose (Node) once, whatever the
+    loops."""
+    rows: list[Target] = []
+    for name in settings.servers:
+        loops = SERVERS[name].loops
+        if not loops:
+            rows.append(Target(name, None))
+            continue
+        rows += [Target(name, loop) for loop in settings.loops if loop in loops]
+    return rows
 
 
 def _extra_args(workload: Workload, settings: Settings) -> tuple[str, ...]:
@@ -111,13 +115,20 @@ def estimate_seconds(settings: Settings) -> float:
     """A rough duration of the whole run: cases, server starts and warm-ups."""
     total = 0.0
     rows = targets(settings)
+    groups: dict[tuple[str, bool], list[Workload]] = {}
     for name in settings.workloads:
         workload = WORKLOADS[name]
         for target in rows:
             if _applicable(SERVERS[target.server], workload):
                 total += _case_seconds(workload, settings) + 0.2  # + a share of warm-up
-    groups = {_group(WORKLOADS[name]) for name in settings.workloads} - {None}
-    total += len(groups) * len(rows) * 0.5  # server start and stop
+        group = _group(workload)
+        if group is not None:
+            groups.setdefault(group, []).append(workload)
+    # A group starts (and stops) only the servers that can run one of its workloads.
+    for workloads in groups.values():
+        for target in rows:
+            if any(_applicable(SERVERS[target.server], w) for w in workloads):
+                total += 0.5
     return total * settings.repeat
 
 
@@ -164,7 +175,7 @@ class _Run:
 
     def record(self, target: Target, workload: Workload, result: dict[str, Any]) -> None:
         self.results.setdefault(target.label, {}).setdefault(workload.name, []).append(result)
-        _log(f"  {workload.name:<10} {target.label:<26} {_summary(result)}")
+        _log(f"  {workload.name:<10} {target.label:<28} {_summary(result)}")
 
     def fail(self, key: str, error: str) -> None:
         self.failed[key] = error
@@ -188,7 +199,7 @@ def _summary(result: dict[str, Any]) -> str:
 @contextmanager
 def _server(run: _Run, target: Target, mode: str, compression: bool) -> Iterator[RunningServer]:
     with running_server(
-        target.server, uvloop=target.uvloop, mode=mode, compression=compression
+        target.server, loop=target.loop, mode=mode, compression=compression
     ) as server:
         if run.settings.cpus is not None:
             pin_process(server.pid, run.settings.cpus[0])
@@ -310,7 +321,7 @@ def parse_settings(argv: list[str] | None) -> Settings:
     """Parse the command line (exits with a usage message on bad arguments)."""
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="fullduplex vs other WebSocket servers, side by side, on both event loops.",
+        description="fullduplex vs other WebSocket servers, side by side, on each event loop.",
     )
     parser.add_argument(
         "--quick",
@@ -329,8 +340,11 @@ def parse_settings(argv: list[str] | None) -> Settings:
     )
     parser.add_argument(
         "--loops",
-        default="asyncio,uvloop",
-        help="event loops for the Python servers: asyncio, uvloop or both (default)",
+        default=",".join(LOOPS),
+        help=(
+            "event loops for the Python servers, comma-separated (default and choices: "
+            f"{','.join(LOOPS)}; aiofastnet: asyncio's loop patched with aiofastnet.patch_loop)"
+        ),
     )
     parser.add_argument("--repeat", type=int, default=None, help="repeats (default 3)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per case (1)")
@@ -350,8 +364,11 @@ def parse_settings(argv: list[str] | None) -> Settings:
     for name in workloads:
         if name not in WORKLOADS:
             parser.error(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
-    if not servers or not workloads or not set(loops) <= {"asyncio", "uvloop"} or not loops:
-        parser.error("need servers, workloads and loops among asyncio,uvloop")
+    for name in loops:
+        if name not in LOOPS:
+            parser.error(f"unknown loop {name!r}; choose from {', '.join(LOOPS)}")
+    if not servers or not workloads or not loops:
+        parser.error("need at least one server, one workload and one loop")
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
     duration = args.duration if args.duration is not None else (0.3 if args.quick else 1.0)
     if repeat < 1 or duration <= 0:
@@ -359,7 +376,7 @@ def parse_settings(argv: list[str] | None) -> Settings:
     return Settings(
         servers=servers,
         workloads=workloads,
-        loops=tuple(loop == "uvloop" for loop in ("asyncio", "uvloop") if loop in loops),
+        loops=tuple(loop for loop in LOOPS if loop in loops),
         repeat=repeat,
         duration=duration,
         warmup=min(0.2, duration / 3),
@@ -409,10 +426,10 @@ def _print_report(run: _Run, facts: str, argv: list[str], elapsed: float) -> Non
             print(table)
     print(
         "\nMedian (min-max) over the repeats. fullduplex lead: fullduplex on the same event "
-        "loop against that row, on the first figure, inverted where lower is better (latency, "
-        "memory): above 1 (bold) fullduplex is ahead. CPU: shares of one core during the "
-        "measured window (load generator: getrusage; server: /proc/PID/stat; rest of machine: "
-        "/proc/stat minus both)."
+        "loop (for Node, the stock loop) against that row, on the first figure, inverted where "
+        "lower is better (latency, memory): above 1 (bold) fullduplex is ahead. CPU: shares of "
+        "one core during the measured window (load generator: getrusage; server: /proc/PID/stat; "
+        "rest of machine: /proc/stat minus both)."
     )
     if run.failed:
         print("\nFailed:\n")

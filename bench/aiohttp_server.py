@@ -1,8 +1,8 @@
 """The aiohttp server: ``web.WebSocketResponse`` in a request handler, as its docs show.
 
-``python -m bench.aiohttp_server [--host H] [--port 0] [--uvloop] [--mode echo|broadcast]
-[--compression]`` prints ``aiohttp MODE server listening on ws://HOST:PORT`` first and stops
-on SIGINT or SIGTERM.
+``python -m bench.aiohttp_server [--host H] [--port 0] [--loop asyncio|aiofastnet|uvloop]
+[--mode echo|broadcast] [--compression]`` prints ``aiohttp MODE server listening on
+ws://HOST:PORT`` first and stops on SIGINT or SIGTERM.
 
 One route for every path (``/{tail:.*}``). Settings: ``max_msg_size`` 64 MiB (default
 4 MiB); ``compress`` True (the default) with ``--compression``, False without. Everything

@@ -1,7 +1,7 @@
 """The fullduplex server on its endpoint API: ``fullduplex.App`` and one endpoint.
 
-``python -m bench.fullduplex_app_server [--host H] [--port 0] [--uvloop] [--mode
-echo|broadcast] [--compression]`` prints ``fullduplex-app MODE server listening on
+``python -m bench.fullduplex_app_server [--host H] [--port 0] [--loop asyncio|aiofastnet|uvloop]
+[--mode echo|broadcast] [--compression]`` prints ``fullduplex-app MODE server listening on
 ws://HOST:PORT`` first and stops on SIGINT or SIGTERM (closing every session with 1001).
 
 One function endpoint at ``/{rest:path}`` (every path) with the default PassthroughCodec, so

@@ -1,7 +1,7 @@
 """The fullduplex server on its low-level callback API: no coroutine per message at all.
 
-``python -m bench.fullduplex_cb_server [--host H] [--port 0] [--uvloop] [--mode
-echo|broadcast] [--compression]`` prints ``fullduplex-cb MODE server listening on
+``python -m bench.fullduplex_cb_server [--host H] [--port 0] [--loop asyncio|aiofastnet|uvloop]
+[--mode echo|broadcast] [--compression]`` prints ``fullduplex-cb MODE server listening on
 ws://HOST:PORT`` first and stops on SIGINT or SIGTERM.
 
 Each handler is a plain function (the callback style: no task per connection): it sets

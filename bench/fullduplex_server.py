@@ -1,8 +1,9 @@
 """The fullduplex server as its users write it: ``serve(handler)`` and ``async for``.
 
-``python -m bench.fullduplex_server [--host H] [--port 0] [--uvloop] [--mode echo|broadcast]
-[--compression]`` prints ``fullduplex MODE server listening on ws://HOST:PORT`` first and
-stops on SIGINT or SIGTERM (closing every connection with 1001, as ``serve`` does).
+``python -m bench.fullduplex_server [--host H] [--port 0] [--loop asyncio|aiofastnet|uvloop]
+[--mode echo|broadcast] [--compression]`` prints ``fullduplex MODE server listening on
+ws://HOST:PORT`` first and stops on SIGINT or SIGTERM (closing every connection with 1001, as
+``serve`` does).
 
 Settings: ``max_message_size`` 64 MiB and ``compression`` "deflate" with ``--compression``,
 None without. Everything else is fullduplex's default: keepalive ping every 20 s, closing

@@ -118,7 +118,8 @@ def describe(*, cpus: tuple[int, int] | None) -> str:
         [
             f"- machine: {_cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} "
             f"{platform.release()}",
-            f"- Python {platform.python_version()}; uvloop {_version('uvloop')}",
+            f"- Python {platform.python_version()}; uvloop {_version('uvloop')}, "
+            f"aiofastnet {_version('aiofastnet')}",
             f"- CPU pinning: {_pinning(cpus)}",
             f"- fullduplex {_version('fullduplex')}, C speedups {_speedups()}",
             f"- websockets {_version('websockets')}, aiohttp {_version('aiohttp')}, "

@@ -1,10 +1,10 @@
 """The raw asyncio TCP echo: the ceiling of any asyncio server on this machine.
 
-``python -m bench.raw_server [--host H] [--port 0] [--uvloop]`` prints ``raw-tcp echo server
-listening on tcp://HOST:PORT`` first and stops on SIGINT or SIGTERM. No WebSocket at all: an
-``asyncio.Protocol`` whose ``data_received`` writes the bytes back, so it has neither
-broadcast nor compression (both are refused), and no keepalive. The load generator sends the
-frames it would send to a WebSocket server and waits for as many bytes back.
+``python -m bench.raw_server [--host H] [--port 0] [--loop asyncio|aiofastnet|uvloop]`` prints
+``raw-tcp echo server listening on tcp://HOST:PORT`` first and stops on SIGINT or SIGTERM. No
+WebSocket at all: an ``asyncio.Protocol`` whose ``data_received`` writes the bytes back, so it
+has neither broadcast nor compression (both are refused), and no keepalive. The load generator
+sends the frames it would send to a WebSocket server and waits for as many bytes back.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ class Echo(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport."""
-        # A cast, not an isinstance check: uvloop's transports do not derive from asyncio's.
+        # A cast, not an isinstance check: uvloop's and aiofastnet's transports do not derive
+        # from asyncio's.
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:

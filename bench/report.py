@@ -31,22 +31,35 @@ Results = dict[str, dict[str, list[Result]]]
 REFERENCE = "fullduplex"
 
 
+# The loop whose rows carry no label: the stock one (and rows of servers with no loop, Node).
+_UNLABELLED = "asyncio"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One server on one event loop: a row of the tables."""
+    """One server on one event loop: a row of the tables.
+
+    Attributes:
+        server: A key of bench.servers.SERVERS.
+        loop: One of bench.server_cli.LOOPS; None for a server with no loop to choose (Node).
+    """
 
     server: str
-    uvloop: bool
+    loop: str | None
 
     @property
     def label(self) -> str:
-        """How tables and JSON name it: ``websockets`` or ``websockets (uvloop)``."""
-        return f"{self.server} (uvloop)" if self.uvloop else self.server
+        """How tables and JSON name it: ``websockets``, ``websockets (aiofastnet)`` or
+        ``websockets (uvloop)``; a server with no loop goes by its name alone."""
+        if self.loop is None or self.loop == _UNLABELLED:
+            return self.server
+        return f"{self.server} ({self.loop})"
 
     @property
     def reference(self) -> Target:
-        """The fullduplex target on the same loop, that this one is compared with."""
-        return Target(REFERENCE, self.uvloop)
+        """The fullduplex target on the same loop, that this one is compared with (on the
+        stock loop for a server with no loop: Node)."""
+        return Target(REFERENCE, self.loop or _UNLABELLED)
 
 
 @dataclass(frozen=True, slots=True)

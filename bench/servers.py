@@ -4,7 +4,8 @@ Every server prints its URL (``ws://127.0.0.1:PORT``; ``tcp://`` for the raw TCP
 first stdout line, serves ``--mode echo`` (each message back with its type) or ``--mode
 broadcast`` (each message to every open connection, the sender included), serves
 permessage-deflate only with ``--compression``, and stops on SIGTERM; so one context manager
-runs them all. Each script's docstring says which of its library's defaults apply.
+runs them all. Each script's docstring says which of its library's defaults apply. Every
+Python server runs on each of LOOPS (``--loop``); Node's has no loop to choose.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from bench.server_cli import LOOPS
+
 __all__ = [
+    "LOOPS",
     "MODES",
     "ROOT",
     "SERVERS",
@@ -57,7 +61,8 @@ class ServerSpec:
         broadcast: It has ``--mode broadcast``.
         raw: A raw TCP echo without WebSocket framing (the load generator sends and expects
             raw bytes).
-        uvloop: It runs on uvloop when asked (``--uvloop``).
+        loops: The event loops it can run on (``--loop NAME``), in LOOPS order; empty for a
+            server that is not Python (Node): it runs on its own and takes no ``--loop``.
         command: The command line without the common options (run from ROOT).
         env: Environment variables set for it, on top of the runner's.
     """
@@ -66,7 +71,7 @@ class ServerSpec:
     compression: bool
     broadcast: bool
     raw: bool
-    uvloop: bool
+    loops: tuple[str, ...]
     command: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
 
@@ -81,24 +86,24 @@ def _node(script: str) -> tuple[str, ...]:
 
 
 _SPECS = (
-    ServerSpec("fullduplex", True, True, False, True, _python("bench.fullduplex_server")),
-    ServerSpec("fullduplex-cb", True, True, False, True, _python("bench.fullduplex_cb_server")),
-    ServerSpec("fullduplex-app", True, True, False, True, _python("bench.fullduplex_app_server")),
+    ServerSpec("fullduplex", True, True, False, LOOPS, _python("bench.fullduplex_server")),
+    ServerSpec("fullduplex-cb", True, True, False, LOOPS, _python("bench.fullduplex_cb_server")),
+    ServerSpec("fullduplex-app", True, True, False, LOOPS, _python("bench.fullduplex_app_server")),
     # The idiomatic server again, on the pure-Python reference (no compiled speedups at all).
     ServerSpec(
         "fullduplex-py",
         True,
         True,
         False,
-        True,
+        LOOPS,
         _python("bench.fullduplex_server"),
         (("FULLDUPLEX_NO_EXTENSIONS", "1"),),
     ),
-    ServerSpec("websockets", True, True, False, True, _python("bench.websockets_server")),
-    ServerSpec("aiohttp", True, True, False, True, _python("bench.aiohttp_server")),
-    ServerSpec("picows", False, True, False, True, _python("bench.picows_server")),
-    ServerSpec("node-ws", True, True, False, False, _node("bench/node/ws_server.js")),
-    ServerSpec("raw-tcp", False, False, True, True, _python("bench.raw_server")),
+    ServerSpec("websockets", True, True, False, LOOPS, _python("bench.websockets_server")),
+    ServerSpec("aiohttp", True, True, False, LOOPS, _python("bench.aiohttp_server")),
+    ServerSpec("picows", False, True, False, LOOPS, _python("bench.picows_server")),
+    ServerSpec("node-ws", True, True, False, (), _node("bench/node/ws_server.js")),
+    ServerSpec("raw-tcp", False, False, True, LOOPS, _python("bench.raw_server")),
 )
 
 #: Name -> what that server can do and how to start it, in the order tables list them.
@@ -115,19 +120,29 @@ class RunningServer:
 
 
 def server_command(
-    name: str, *, uvloop: bool, mode: str = "echo", compression: bool = False
+    name: str, *, loop: str | None, mode: str = "echo", compression: bool = False
 ) -> list[str]:
     """Return the command line that starts the named server with these settings.
 
+    Args:
+        name: A key of SERVERS.
+        loop: One of the server's ``loops`` (it gets ``--loop LOOP``); None for a server
+            with no loop to choose (Node).
+        mode: "echo" or "broadcast".
+        compression: Serve permessage-deflate.
+
     Raises:
         KeyError: No server has that name.
-        ValueError: The server cannot do what is asked (uvloop, the mode, compression).
+        ValueError: The server cannot do what is asked (the loop, the mode, compression).
     """
     spec = SERVERS[name]
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-    if uvloop and not spec.uvloop:
-        raise ValueError(f"{name} does not run on uvloop")
+    if loop is None and spec.loops:
+        raise ValueError(f"{name} needs an event loop: one of {', '.join(spec.loops)}")
+    if loop is not None and loop not in spec.loops:
+        where = ", ".join(spec.loops) if spec.loops else "none (it takes no --loop)"
+        raise ValueError(f"{name} does not run on the {loop!r} loop; it runs on {where}")
     if mode == "broadcast" and not spec.broadcast:
         raise ValueError(f"{name} has no broadcast mode")
     if compression and not spec.compression:
@@ -135,8 +150,8 @@ def server_command(
     command = [*spec.command, "--host", "127.0.0.1", "--port", "0", "--mode", mode]
     if command[0] == "node":
         command[0] = shutil.which("node") or "node"
-    if uvloop:
-        command.append("--uvloop")
+    if loop is not None:
+        command += ["--loop", loop]
     if compression:
         command.append("--compression")
     return command
@@ -169,7 +184,7 @@ def _drain(stream: IO[bytes]) -> None:
 def running_server(
     name: str,
     *,
-    uvloop: bool,
+    loop: str | None,
     mode: str = "echo",
     compression: bool = False,
     timeout: float = 20.0,
@@ -181,7 +196,7 @@ def running_server(
 
     Args:
         name: A key of SERVERS.
-        uvloop: Run the server's event loop on uvloop.
+        loop: The event loop, one of the server's ``loops``; None for Node.
         mode: "echo" or "broadcast".
         compression: Serve permessage-deflate.
         timeout: Seconds to wait for the URL line.
@@ -192,7 +207,7 @@ def running_server(
         ServerError: If the process exits or stays silent before printing its URL; the message
             carries the end of its stderr.
     """
-    command = server_command(name, uvloop=uvloop, mode=mode, compression=compression)
+    command = server_command(name, loop=loop, mode=mode, compression=compression)
     _raise_fd_limit()
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(

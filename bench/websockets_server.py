@@ -1,8 +1,9 @@
 """The websockets (asyncio API) server the benchmark compares fullduplex with.
 
-``python -m bench.websockets_server [--host H] [--port 0] [--uvloop] [--mode echo|broadcast]
-[--compression]`` prints ``websockets MODE server listening on ws://HOST:PORT`` first and
-stops on SIGINT or SIGTERM (closing every connection with 1001, as ``serve`` does).
+``python -m bench.websockets_server [--host H] [--port 0] [--loop asyncio|aiofastnet|uvloop]
+[--mode echo|broadcast] [--compression]`` prints ``websockets MODE server listening on
+ws://HOST:PORT`` first and stops on SIGINT or SIGTERM (closing every connection with 1001, as
+``serve`` does).
 
 Settings: ``max_size`` 64 MiB (default 1 MiB) and ``compression`` "deflate" (the default)
 with ``--compression``, None without. Everything else is websockets' default: keepalive ping

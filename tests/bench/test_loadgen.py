@@ -50,13 +50,13 @@ def deflate_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def broadcast_server() -> Iterator[RunningServer]:
-    with running_server("fullduplex", uvloop=False, mode="broadcast") as server:
+    with running_server("fullduplex", loop="asyncio", mode="broadcast") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def raw_server() -> Iterator[RunningServer]:
-    with running_server("raw-tcp", uvloop=False) as server:
+    with running_server("raw-tcp", loop="asyncio") as server:
         yield server
 
 

@@ -1,7 +1,8 @@
 """The benchmark's servers: each starts, echoes or broadcasts, compresses when asked, stops.
 
 Every server runs as ``bench.servers.running_server`` runs it for the benchmark, in its own
-process; the client is websockets' sync client (it offers permessage-deflate by default, so
+process, on each event loop it runs on (asyncio's, asyncio's patched with aiofastnet,
+uvloop's); the client is websockets' sync client (it offers permessage-deflate by default, so
 a server started without ``--compression`` must decline it) or a plain socket for raw TCP.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from bench.servers import SERVERS, RunningServer, running_server, server_command
+from bench.servers import LOOPS, SERVERS, RunningServer, running_server, server_command
 from websockets.sync.client import ClientConnection, connect
 
 from tests.helpers import seconds
@@ -28,16 +29,14 @@ WEBSOCKET = [name for name, spec in SERVERS.items() if not spec.raw]
 RAW = [name for name, spec in SERVERS.items() if spec.raw]
 
 
-def _loops(names: list[str]) -> list[tuple[str, bool]]:
-    """(name, uvloop) for each server, on the stock loop and on uvloop where it runs."""
-    cases = [(name, False) for name in names]
-    cases += [(name, True) for name in names if SERVERS[name].uvloop]
-    return cases
+def _loops(names: list[str]) -> list[tuple[str, str | None]]:
+    """(name, loop) for each server on each loop it runs on; (name, None) for Node's."""
+    return [(name, loop) for name in names for loop in SERVERS[name].loops or (None,)]
 
 
-def _ids(case: tuple[str, bool]) -> str:
-    name, uvloop = case
-    return f"{name}-uvloop" if uvloop else name
+def _ids(case: tuple[str, str | None]) -> str:
+    name, loop = case
+    return f"{name}-{loop}" if loop is not None else name
 
 
 def _connect(server: RunningServer, path: str = "/") -> ClientConnection:
@@ -71,8 +70,8 @@ def _stops_on_sigterm(server: RunningServer) -> None:
 @pytest.fixture(params=_loops(WEBSOCKET), ids=_ids)
 def echo_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
     """Each WebSocket server in echo mode, without compression, on each of its loops."""
-    name, uvloop = request.param
-    with running_server(name, uvloop=uvloop, timeout=seconds(20)) as server:
+    name, loop = request.param
+    with running_server(name, loop=loop, timeout=seconds(20)) as server:
         yield server
 
 
@@ -97,7 +96,8 @@ def test_echo_keeps_type_and_declines_deflate(echo_server: RunningServer) -> Non
 def test_compression_negotiated_when_asked(name: str) -> None:
     """With --compression the server accepts permessage-deflate, and messages still echo."""
     text = "compressible " * 200
-    with running_server(name, uvloop=False, compression=True, timeout=seconds(20)) as server:
+    loop = "asyncio" if SERVERS[name].loops else None
+    with running_server(name, loop=loop, compression=True, timeout=seconds(20)) as server:
         with _connect(server) as ws:
             assert "permessage-deflate" in (_extensions(ws) or "")
             ws.send(text)
@@ -110,11 +110,11 @@ def test_compression_negotiated_when_asked(name: str) -> None:
 @pytest.mark.parametrize(
     "case", _loops([name for name in WEBSOCKET if SERVERS[name].broadcast]), ids=_ids
 )
-def test_broadcast_reaches_every_client(case: tuple[str, bool]) -> None:
+def test_broadcast_reaches_every_client(case: tuple[str, str | None]) -> None:
     """In broadcast mode a message from any client reaches all three, its sender included,
     with its type."""
-    name, uvloop = case
-    with running_server(name, uvloop=uvloop, mode="broadcast", timeout=seconds(20)) as server:
+    name, loop = case
+    with running_server(name, loop=loop, mode="broadcast", timeout=seconds(20)) as server:
         with _connect(server) as a, _connect(server) as b, _connect(server) as c:
             # The last one to connect sends first: by then the others are surely registered.
             c.send("to all")
@@ -127,23 +127,44 @@ def test_broadcast_reaches_every_client(case: tuple[str, bool]) -> None:
 
 
 @pytest.mark.parametrize("case", _loops(RAW), ids=_ids)
-def test_raw_tcp_echoes_bytes(case: tuple[str, bool]) -> None:
+def test_raw_tcp_echoes_bytes(case: tuple[str, str | None]) -> None:
     """The raw TCP server sends back every byte it receives, and stops on SIGTERM."""
-    name, uvloop = case
-    data = os.urandom(256 * 1024)
-    with running_server(name, uvloop=uvloop, timeout=seconds(20)) as server:
-        address = urlsplit(server.url)
-        assert address.scheme == "tcp"
-        assert address.hostname is not None
-        assert address.port is not None
-        with socket.create_connection((address.hostname, address.port), seconds(10)) as sock:
-            sock.sendall(data)
-            received = bytearray()
-            while len(received) < len(data):
-                chunk = sock.recv(65536)
-                assert chunk, "connection closed before the whole echo"
-                received += chunk
-        assert received == data
+    name, loop = case
+    with running_server(name, loop=loop, timeout=seconds(20)) as server:
+        _raw_echo(server, os.urandom(256 * 1024))
+        _stops_on_sigterm(server)
+
+
+def _raw_echo(server: RunningServer, data: bytes) -> None:
+    """Send ``data`` to a raw TCP server and assert that it all comes back."""
+    address = urlsplit(server.url)
+    assert address.scheme == "tcp"
+    assert address.hostname is not None
+    assert address.port is not None
+    with socket.create_connection((address.hostname, address.port), seconds(10)) as sock:
+        sock.sendall(data)
+        received = bytearray()
+        while len(received) < len(data):
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed before the whole echo"
+            received += chunk
+    assert received == data
+
+
+def _maps_aiofastnet(pid: int) -> bool:
+    """Whether the process has aiofastnet's compiled modules loaded (its memory maps)."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return any("aiofastnet" in line for line in maps)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_raw_tcp_loads_aiofastnet_only_when_asked(loop: str) -> None:
+    """``--loop aiofastnet`` really brings aiofastnet into the server process (the raw echo
+    imports nothing else that would), and the echo works on its transports; the other loops
+    leave it out. That the loop is patched is tests/bench/test_server_cli.py's business."""
+    with running_server("raw-tcp", loop=loop, timeout=seconds(20)) as server:
+        _raw_echo(server, b"x" * 70_000)
+        assert _maps_aiofastnet(server.pid) is (loop == "aiofastnet")
         _stops_on_sigterm(server)
 
 
@@ -153,13 +174,17 @@ def test_raw_tcp_echoes_bytes(case: tuple[str, bool]) -> None:
         ("picows", {"compression": True}),
         ("raw-tcp", {"compression": True}),
         ("raw-tcp", {"mode": "broadcast"}),
-        ("node-ws", {"uvloop": True}),
+        ("node-ws", {"loop": "uvloop"}),
+        ("node-ws", {"loop": "asyncio"}),
+        ("node-ws", {"loop": "aiofastnet"}),
+        ("fullduplex", {"loop": None}),
+        ("fullduplex", {"loop": "trio"}),
         ("websockets", {"mode": "fanout"}),
     ],
 )
 def test_unsupported_settings_are_refused(name: str, settings: dict[str, object]) -> None:
     """Asking a server for what it cannot do fails before anything starts."""
-    options: dict[str, object] = {"uvloop": False, **settings}
+    options: dict[str, object] = {"loop": "asyncio", **settings}
     with pytest.raises(ValueError):
         server_command(name, **options)  # type: ignore[arg-type]
 
@@ -167,9 +192,35 @@ def test_unsupported_settings_are_refused(name: str, settings: dict[str, object]
 def test_specs_match_commands() -> None:
     """Each spec's flags are what its command line accepts."""
     for name, spec in SERVERS.items():
-        command = server_command(
-            name, uvloop=spec.uvloop, mode="broadcast" if spec.broadcast else "echo"
-        )
-        assert ("--uvloop" in command) is spec.uvloop
-        assert "--port" in command
-        assert command[command.index("--port") + 1] == "0"
+        for loop in spec.loops or (None,):
+            command = server_command(
+                name, loop=loop, mode="broadcast" if spec.broadcast else "echo"
+            )
+            assert ("--loop" in command) is (loop is not None)
+            assert "--uvloop" not in command
+            assert "--port" in command
+            assert command[command.index("--port") + 1] == "0"
+
+
+def test_every_python_server_runs_on_every_loop() -> None:
+    """Only Node has no loop to choose."""
+    assert {name for name, spec in SERVERS.items() if not spec.loops} == {"node-ws"}
+    for spec in SERVERS.values():
+        assert spec.loops in ((), LOOPS)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_server_command_names_the_loop(loop: str) -> None:
+    """``--loop LOOP`` once, on the module's command line, with the other settings."""
+    command = server_command("websockets", loop=loop, mode="broadcast", compression=True)
+    assert command[:3] == [*SERVERS["websockets"].command]
+    assert command.count("--loop") == 1
+    assert command[command.index("--loop") + 1] == loop
+    assert command[command.index("--mode") + 1] == "broadcast"
+    assert "--compression" in command
+
+
+def test_node_takes_no_loop() -> None:
+    command = server_command("node-ws", loop=None)
+    assert command[0].endswith("node")
+    assert "--loop" not in command

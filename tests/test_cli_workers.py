@@ -131,15 +131,19 @@ def gone(pid: int, timeout: float = 10) -> bool:
 
 
 def pids_until(port: int, wanted: int, exclude: frozenset[str] = frozenset()) -> set[str]:
-    """Connect (100 times at most, 20 s at most) until ``wanted`` worker pids answered that
-    are not in ``exclude``; return every pid seen."""
+    """Connect (1,000 times at most, 20 s at most) until ``wanted`` worker pids answered that
+    are not in ``exclude``; return every pid seen.
+
+    Attempts are spaced by 20 ms: a restarted worker takes a while to import and listen, and
+    until it does every connection reaches the others."""
     seen: set[str] = set()
     deadline = time.monotonic() + seconds(20)
-    for _ in range(100):
+    for _ in range(1000):
         with suppress(OSError):
             seen.add(ask(port, "/pid"))
         if len(seen - exclude) >= wanted or time.monotonic() > deadline:
             break
+        time.sleep(0.02)
     return seen
 
 

@@ -233,18 +233,20 @@ def _run(coro: Coroutine[Any, Any, None], use_uvloop: bool, use_aiofastnet: bool
     patch: Callable[[asyncio.AbstractEventLoop], object] | None = None
     try:
         if use_uvloop:
+            missing = ("--uvloop", "uvloop", "uvloop")
             import uvloop  # noqa: PLC0415
 
             new_loop = uvloop.new_event_loop
         if use_aiofastnet:
+            missing = ("--aiofastnet", "aiofastnet", "fast")
             import aiofastnet  # noqa: PLC0415
 
             patch = aiofastnet.patch_loop
     except ImportError as exc:
         coro.close()
-        extra = "fast" if exc.name == "aiofastnet" else exc.name
+        option, package, extra = missing
         print(
-            f"fullduplex: --{exc.name} needs {exc.name}: pip install 'fullduplex[{extra}]'",
+            f"fullduplex: {option} needs {package} ({exc}): pip install 'fullduplex[{extra}]'",
             file=sys.stderr,
         )
         return 2

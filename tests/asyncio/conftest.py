@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import AsyncIterator, Callable
 
-import aiofastnet
 import pytest
 
 from fullduplex.asyncio.server import Server, serve
@@ -23,6 +23,8 @@ async def echo_server() -> AsyncIterator[Server]:
 
 def _aiofastnet_loop() -> asyncio.AbstractEventLoop:
     """asyncio's loop, its create_server / create_connection patched to aiofastnet's."""
+    import aiofastnet  # noqa: PLC0415 - optional
+
     loop = asyncio.new_event_loop()
     aiofastnet.patch_loop(loop)
     return loop
@@ -35,9 +37,10 @@ def pytest_asyncio_loop_factories(
     and on uvloop's: their transports differ (uvloop's and aiofastnet's do not even subclass
     asyncio.Transport)."""
     factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-        "asyncio": asyncio.new_event_loop,
-        "aiofastnet": _aiofastnet_loop,
+        "asyncio": asyncio.new_event_loop
     }
+    if importlib.util.find_spec("aiofastnet") is not None:  # in the test extras
+        factories["aiofastnet"] = _aiofastnet_loop
     try:
         import uvloop  # noqa: PLC0415 - optional
     except ImportError:  # pragma: no cover - uvloop is in the test extras

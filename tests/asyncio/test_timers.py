@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import gc
 import os
@@ -13,10 +14,13 @@ from typing import Any
 import pytest
 
 from fullduplex.asyncio import timers as timers_module
+from fullduplex.asyncio.client import connect
+from fullduplex.asyncio.server import serve
 from fullduplex.asyncio.timers import RESOLUTION, Timers, timers_for
+from tests.helpers import seconds
 
 # How late a callback may run on a busy test machine, beyond the rounding.
-SLACK = 0.5
+SLACK = seconds(0.5)
 
 
 async def test_callbacks_run_in_deadline_order_never_early() -> None:
@@ -159,3 +163,95 @@ async def test_one_timers_object_per_loop() -> None:
         assert timers_for(other) is not timers_for(loop)
     finally:
         other.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="counts /proc/self/fd")
+def test_loops_dropped_with_pending_deadlines_are_freed() -> None:
+    async def leave_a_deadline_pending() -> None:
+        loop = asyncio.get_running_loop()
+        # The callback refers to the loop, as a connection's keepalive does.
+        timers_for(loop).call_later(60, loop.stop)
+
+    async def leave_connections_open() -> None:
+        # A callback-style server and a client still open when the loop ends: their keepalive
+        # and the server's open deadlines are pending.
+        server = await serve(lambda ws: None, "127.0.0.1", 0)
+        await connect(f"ws://127.0.0.1:{server.port}")
+
+    for scenario in (leave_a_deadline_pending, leave_connections_open):
+        asyncio.run(scenario())  # warm-up: imports, caches
+        gc.collect()
+        before = _open_fds()
+        refs: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+        for _ in range(3):
+            loop = asyncio.new_event_loop()
+            refs.append(weakref.ref(loop))
+            try:
+                loop.run_until_complete(scenario())
+            finally:
+                loop.close()
+            del loop
+        gc.collect()
+        assert [ref() for ref in refs] == [None, None, None], scenario.__name__
+        assert _open_fds() <= before, scenario.__name__  # timerfds and sockets closed
+
+
+async def test_callbacks_run_in_an_empty_context() -> None:
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+    request_id.set("first")
+    loop = asyncio.get_running_loop()
+    timers = Timers(loop)
+    seen: list[str] = []
+    timers.call_later(0.01, lambda: seen.append(request_id.get("none")))
+    await asyncio.sleep(RESOLUTION * 2 + SLACK)
+    assert seen == ["none"]
+
+
+async def test_a_base_exception_loses_no_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    timers = Timers(loop)
+    ran: list[str] = []
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    timers.call_later(0.01, interrupt)
+    timers.call_later(0.01, lambda: ran.append("same tick"))
+    timers.call_later(0.3, lambda: ran.append("later tick"))
+    with pytest.raises(KeyboardInterrupt):
+        timers._run()  # as the loop would, once the tick is due
+        await asyncio.sleep(0)
+    # The loop itself would stop here; the timers must still run everything else.
+    await asyncio.sleep(0.3 + RESOLUTION + SLACK)
+    assert ran == ["same tick", "later tick"]
+
+
+async def test_an_infinite_delay_is_accepted_and_never_runs() -> None:
+    timers = Timers(asyncio.get_running_loop())
+    ran: list[str] = []
+    timers.call_later(float("inf"), lambda: ran.append("inf"))
+    timers.call_later(0.01, lambda: ran.append("soon"))
+    await asyncio.sleep(RESOLUTION * 2 + SLACK)
+    assert ran == ["soon"]
+
+
+async def test_a_loop_that_cannot_watch_a_timerfd_gets_call_at(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+
+    def refuse(*args: object) -> None:
+        raise NotImplementedError  # as a proactor loop does
+
+    monkeypatch.setattr(loop, "add_reader", refuse)
+    timers = Timers(loop)
+    monkeypatch.undo()
+    assert timers._timerfd is None
+    ran: list[str] = []
+    timers.call_later(0.01, lambda: ran.append("ran"))
+    await asyncio.sleep(RESOLUTION * 2 + SLACK)
+    assert ran == ["ran"]

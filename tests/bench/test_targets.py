@@ -52,7 +52,23 @@ def test_three_loop_columns() -> None:
         *["1.25x (50 vs 40)"] * 3,
         "yes",
     ]
-    assert _line(table, "idle5000")[1:] == [*["3.00 KiB"] * 3, "yes"]
+    assert _line(table, "idle5000")[1:] == [
+        "3.00 KiB",
+        "3.00 KiB (not judged)",
+        "3.00 KiB",
+        "yes",
+    ]
+
+
+def test_memory_on_aiofastnet_is_shown_but_not_judged() -> None:
+    results = _results(50.0, 40.0, 3.0)
+    results["fullduplex-cb (aiofastnet)"]["idle5000"] = [{"ok": True, "kib_per_conn": 8.5}]
+    assert _line(targets_table(results), "idle5000")[1:] == [
+        "3.00 KiB",
+        "8.50 KiB (not judged)",
+        "3.00 KiB",
+        "yes",
+    ]
 
 
 def test_met_and_not_met() -> None:

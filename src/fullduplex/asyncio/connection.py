@@ -624,6 +624,7 @@ class WebSocket:
                 transport.write_eof()
             else:
                 transport.close()
+        # _state, not the state property: a direct field read in the compiled build.
         if conn._state is not _OPEN:
             # A close frame just went out (ours or our reply): the TCP connection must end
             # within close_timeout. After a local failure no message will arrive any more.

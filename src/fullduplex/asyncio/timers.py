@@ -3,14 +3,16 @@
 Every connection has deadlines (opening handshake, keepalive ping and its pong, closing
 handshake) that are seconds long and almost always cancelled or moved before they fire. With
 ``loop.call_later`` each one is a TimerHandle in the loop's heap: allocated, pushed with
-comparisons written in Python, and left in the heap when cancelled until its time comes (a
-server that accepts 7,000 connections a second keeps ~70,000 of them there with a 10 s open
-timeout). Profiled, those timers took ~12% of the server's time per handshake.
+comparisons written in Python, and left in the heap when cancelled until it reaches the top
+or asyncio purges the heap (once half of it is cancelled). Profiled, those timers took ~12%
+of the server's time per handshake.
 
 Here a deadline is rounded up to the next multiple of :data:`RESOLUTION` and put in that tick's
 bucket; the loop has one TimerHandle, for the earliest tick that has a bucket. Setting a
 deadline is an append to a list, cancelling it sets a field. The price: a callback runs up to
-RESOLUTION seconds late, which no network timeout notices.
+RESOLUTION seconds late, which no network timeout notices; a cancelled deadline stays in its
+bucket (a list slot) until its tick. Callbacks run in an empty contextvars context, not in
+the context of the code that set the deadline.
 
 On Linux that one timer is not even the loop's: it is a timerfd, which the loop watches like a
 socket. A loop with any timer of its own passes a timeout to every epoll_wait, and the kernel
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ctypes
 import heapq
 import math
@@ -37,6 +40,8 @@ __all__ = ["RESOLUTION", "Deadline", "Timers", "timers_for"]
 
 #: How late a callback may run, in seconds: deadlines are rounded up to a multiple of this.
 RESOLUTION: Final = 0.05
+# Longer delays (infinity included) are this long: ~31 years, far beyond any timeout.
+_MAX_DELAY: Final = 2.0**30
 
 
 class Deadline:
@@ -62,7 +67,7 @@ class _Itimerspec(ctypes.Structure):
 
 
 class _TimerFD:
-    """A one-shot Linux timerfd (timerfd_create(2)), through ctypes: Python 3.11 has no binding."""
+    """A one-shot Linux timerfd (timerfd_create(2)): os's binding on 3.13+, ctypes before."""
 
     _CLOCK_MONOTONIC = 1
     _TFD_NONBLOCK = os.O_NONBLOCK
@@ -70,10 +75,15 @@ class _TimerFD:
     _libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
     def __init__(self) -> None:
+        flags = self._TFD_NONBLOCK | self._TFD_CLOEXEC
+        if hasattr(os, "timerfd_create"):  # Python 3.13+
+            self.fd: int = os.timerfd_create(self._CLOCK_MONOTONIC, flags=flags)
+            self._spec = _Itimerspec()
+            return
         libc = self._libc
         if libc is None:
             raise OSError("timerfd is Linux-only")
-        fd: int = libc.timerfd_create(self._CLOCK_MONOTONIC, self._TFD_NONBLOCK | self._TFD_CLOEXEC)
+        fd: int = libc.timerfd_create(self._CLOCK_MONOTONIC, flags)
         if fd < 0:
             errno = ctypes.get_errno()
             raise OSError(errno, os.strerror(errno))
@@ -82,6 +92,9 @@ class _TimerFD:
 
     def set(self, delay: float) -> None:
         """Fire once, ``delay`` seconds from now (at once if it is not positive)."""
+        if hasattr(os, "timerfd_settime_ns"):  # Python 3.13+
+            os.timerfd_settime_ns(self.fd, initial=max(int(delay * 1e9), 1))
+            return
         value = self._spec.it_value
         if delay <= 0:
             value.tv_sec, value.tv_nsec = 0, 1  # zero would disarm it
@@ -130,10 +143,15 @@ class Timers:
         except (OSError, AttributeError):  # not Linux, or no timerfd in this libc
             return
         try:
-            loop.add_reader(timerfd.fd, self._timerfd_fired)
+            # The reader's handle copies the current context: an empty one, so that callbacks
+            # do not run in whichever context created the first connection.
+            contextvars.Context().run(loop.add_reader, timerfd.fd, self._timerfd_fired)
         except (NotImplementedError, OSError):  # e.g. a proactor loop
             os.close(timerfd.fd)
             return
+        except BaseException:
+            os.close(timerfd.fd)
+            raise
         self._timerfd = timerfd
         weakref.finalize(self, os.close, timerfd.fd)
 
@@ -141,16 +159,18 @@ class Timers:
         """Run ``callback()`` in ``delay`` seconds, or up to RESOLUTION seconds later."""
         loop = self._loop()
         assert loop is not None  # only called by the loop's own connections
+        if not delay < _MAX_DELAY:  # also true of NaN
+            delay = _MAX_DELAY
         tick = math.ceil((loop.time() + delay) / RESOLUTION)
         deadline = Deadline(callback)
         bucket = self._buckets.get(tick)
         if bucket is not None:
             bucket.append(deadline)
             return deadline
+        if not self._armed or tick < self._armed:
+            self._arm(loop, tick)  # first: if it fails, nothing is left behind
         self._buckets[tick] = [deadline]
         heapq.heappush(self._ticks, tick)
-        if not self._armed or tick < self._armed:
-            self._arm(loop, tick)
         return deadline
 
     def _arm(self, loop: asyncio.AbstractEventLoop, tick: int) -> None:
@@ -160,7 +180,7 @@ class Timers:
             return
         if self._handle is not None:
             self._handle.cancel()
-        self._handle = loop.call_at(tick * RESOLUTION, self._run)
+        self._handle = loop.call_at(tick * RESOLUTION, self._run, context=contextvars.Context())
 
     def _timerfd_fired(self) -> None:
         assert self._timerfd is not None
@@ -178,29 +198,60 @@ class Timers:
         due = max(self._armed, math.floor(loop.time() / RESOLUTION))
         self._armed = 0
         ticks = self._ticks
-        while ticks and ticks[0] <= due:
-            for deadline in self._buckets.pop(heapq.heappop(ticks)):
-                callback = deadline.callback
-                if callback is None:
-                    continue
-                deadline.callback = None
-                try:
-                    callback()
-                except Exception as exc:  # one failing callback must not stop the others
-                    loop.call_exception_handler(
-                        {"message": "exception in a fullduplex timer callback", "exception": exc}
-                    )
-        # A callback may have armed the timer (for a new deadline) already.
-        if ticks and (not self._armed or ticks[0] < self._armed):
-            self._arm(loop, ticks[0])
+        try:
+            while ticks and ticks[0] <= due:
+                tick = heapq.heappop(ticks)
+                bucket = self._buckets.pop(tick)
+                for index, deadline in enumerate(bucket):
+                    callback = deadline.callback
+                    if callback is None:
+                        continue
+                    deadline.callback = None
+                    try:
+                        callback()
+                    except Exception as exc:  # one failing callback must not stop the others
+                        loop.call_exception_handler(
+                            {
+                                "message": "exception in a fullduplex timer callback",
+                                "exception": exc,
+                            }
+                        )
+                    except BaseException:
+                        # KeyboardInterrupt, SystemExit: the rest of the bucket still runs,
+                        # at the next tick.
+                        rest = bucket[index + 1 :]
+                        if rest:
+                            self._buckets.setdefault(tick, []).extend(rest)
+                            if tick not in ticks:
+                                heapq.heappush(ticks, tick)
+                        raise
+        finally:
+            # A callback may have armed the timer (for a new deadline) already.
+            if ticks and (not self._armed or ticks[0] < self._armed):
+                self._arm(loop, ticks[0])
 
 
+_ATTRIBUTE: Final = "_fullduplex_timers"
+# For loops that take no attribute (none known: asyncio's and uvloop's both do). A loop in it
+# lives as long as a pending deadline's callback refers to it.
 _timers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Timers] = weakref.WeakKeyDictionary()
 
 
 def timers_for(loop: asyncio.AbstractEventLoop) -> Timers:
-    """Return the Timers of ``loop``, created on first use (from the loop's thread)."""
-    timers = _timers.get(loop)
+    """Return the Timers of ``loop``, created on first use (from the loop's thread).
+
+    They are an attribute of the loop, not an entry of a global table: pending deadlines refer
+    to connections, which refer to the loop, so a table would keep alive every loop dropped
+    with a deadline pending; as an attribute they make a cycle that the garbage collector
+    frees, closing the timerfd.
+    """
+    timers: Timers | None = getattr(loop, _ATTRIBUTE, None)
     if timers is None:
-        timers = _timers[loop] = Timers(loop)
+        timers = _timers.get(loop)
+    if timers is None:
+        timers = Timers(loop)
+        try:
+            setattr(loop, _ATTRIBUTE, timers)
+        except AttributeError:
+            _timers[loop] = timers
     return timers

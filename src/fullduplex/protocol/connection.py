@@ -108,9 +108,6 @@ class _Trigger(enum.Enum):
     RECEIVE_EOF = "receive eof"
 
 
-# Every state change, as data. A (state, trigger) pair not listed leaves the state as it is:
-# for example a close frame received in LOCAL_CLOSING completes the handshake but the state
-# stays LOCAL_CLOSING until the TCP connection ends.
 # The members as module constants: on Python 3.11, State.OPEN is an attribute lookup through
 # EnumType.__getattr__ (~70 ns), and the send path tests the state once per message.
 _OPEN: Final = State.OPEN
@@ -119,6 +116,9 @@ _REMOTE_CLOSING: Final = State.REMOTE_CLOSING
 _CLOSED: Final = State.CLOSED
 _SERVER: Final = Role.SERVER
 
+# Every state change, as data. A (state, trigger) pair not listed leaves the state as it is:
+# for example a close frame received in LOCAL_CLOSING completes the handshake but the state
+# stays LOCAL_CLOSING until the TCP connection ends.
 _TRANSITIONS: dict[tuple[State, _Trigger], State] = {
     (State.OPEN, _Trigger.SEND_CLOSE): State.LOCAL_CLOSING,
     (State.OPEN, _Trigger.RECEIVE_CLOSE): State.REMOTE_CLOSING,

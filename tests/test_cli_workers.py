@@ -122,7 +122,7 @@ def gone(pid: int, timeout: float = 10) -> bool:
     while time.monotonic() < deadline:
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # ESRCH: it vanished while read
             return True
         if state == "Z":
             return True

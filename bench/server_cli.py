@@ -1,7 +1,7 @@
 """What every Python benchmark server shares: its command line, its loop, its stop signal.
 
 Each ``bench/*_server.py`` script accepts ``--host``, ``--port`` (0: a free one), ``--loop
-asyncio|aiofastnet|uvloop`` (``--uvloop`` is ``--loop uvloop``), ``--mode echo|broadcast`` and
+asyncio|aiofastnet|uvloop``, ``--mode echo|broadcast`` and
 ``--compression``; it prints its URL as the first stdout line (flushed) and stops on SIGINT or
 SIGTERM. Only the library-specific part lives in the scripts:
 a coroutine that starts the server, announces it and serves until the stop future is done.
@@ -81,10 +81,6 @@ def parse_options(
         choices=LOOPS,
         default="asyncio",
         help="asyncio's stock loop (default), the same patched with aiofastnet, or uvloop's",
-    )
-    # Kept from before --loop existed: the docs and older commands use it.
-    parser.add_argument(
-        "--uvloop", dest="loop", action="store_const", const="uvloop", help="= --loop uvloop"
     )
     parser.add_argument("--mode", choices=MODES, default="echo")
     parser.add_argument(

@@ -80,19 +80,19 @@ class TestArguments:
         assert info.value.code == 2
         assert "max-message-size" in capsys.readouterr().err
 
-    def test_uvloop_missing(
-        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    @pytest.mark.parametrize(("module", "extra"), [("uvloop", "uvloop"), ("aiofastnet", "fast")])
+    def test_loop_package_missing(
+        self,
+        module: str,
+        extra: str,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
-        monkeypatch.setitem(sys.modules, "uvloop", None)  # makes `import uvloop` fail
-        assert main(["echo", "--port", "0", "--uvloop"]) == 2
-        assert "uvloop" in capsys.readouterr().err
-
-    def test_aiofastnet_missing(
-        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        monkeypatch.setitem(sys.modules, "aiofastnet", None)  # makes `import aiofastnet` fail
-        assert main(["echo", "--port", "0", "--aiofastnet"]) == 2
-        assert "pip install 'fullduplex[fast]'" in capsys.readouterr().err
+        monkeypatch.setitem(sys.modules, module, None)  # makes `import MODULE` fail
+        assert main(["echo", "--port", "0", f"--{module}"]) == 2
+        err = capsys.readouterr().err
+        assert f"--{module} needs {module}" in err
+        assert f"pip install 'fullduplex[{extra}]'" in err
 
     @pytest.mark.parametrize("use_uvloop", [False, True])
     def test_aiofastnet_patches_the_loop(self, use_uvloop: bool) -> None:

@@ -2,7 +2,7 @@
 //
 // node bench/node/ws_server.js [--host H] [--port 0] [--mode echo|broadcast] [--compression]
 // prints "node-ws MODE server listening on ws://HOST:PORT" first and stops on SIGINT or
-// SIGTERM. Node has one event loop: --uvloop is refused.
+// SIGTERM. Node has one event loop: --loop is refused.
 //
 // Settings: perMessageDeflate true (ws' default parameters: among them a threshold of 1024
 // bytes, below which messages are sent uncompressed) with --compression, false (ws' default)

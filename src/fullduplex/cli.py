@@ -227,34 +227,34 @@ async def _serve_until_signal(
             loop.remove_signal_handler(signum)
 
 
+# Optional loop packages: option -> (module, the extra that installs it).
+_LOOP_PACKAGES = {"--uvloop": ("uvloop", "uvloop"), "--aiofastnet": ("aiofastnet", "fast")}
+
+
 def _run(coro: Coroutine[Any, Any, None], use_uvloop: bool, use_aiofastnet: bool = False) -> int:
-    # Optional dependencies, imported only when asked for.
-    new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
-    patch: Callable[[asyncio.AbstractEventLoop], object] | None = None
-    try:
-        if use_uvloop:
-            missing = ("--uvloop", "uvloop", "uvloop")
-            import uvloop  # noqa: PLC0415
-
-            new_loop = uvloop.new_event_loop
-        if use_aiofastnet:
-            missing = ("--aiofastnet", "aiofastnet", "fast")
-            import aiofastnet  # noqa: PLC0415
-
-            patch = aiofastnet.patch_loop
-    except ImportError as exc:
-        coro.close()
-        option, package, extra = missing
-        print(
-            f"fullduplex: {option} needs {package} ({exc}): pip install 'fullduplex[{extra}]'",
-            file=sys.stderr,
-        )
-        return 2
+    modules: dict[str, Any] = {}
+    for option, asked in (("--uvloop", use_uvloop), ("--aiofastnet", use_aiofastnet)):
+        if not asked:
+            continue
+        name, extra = _LOOP_PACKAGES[option]
+        try:
+            modules[name] = importlib.import_module(name)  # only when asked for
+        except ImportError as exc:
+            coro.close()
+            print(
+                f"fullduplex: {option} needs {name} ({exc}): pip install 'fullduplex[{extra}]'",
+                file=sys.stderr,
+            )
+            return 2
 
     def loop_factory() -> asyncio.AbstractEventLoop:
-        loop = new_loop()
-        if patch is not None:
-            patch(loop)  # its create_server gives aiofastnet's compiled transports
+        uvloop = modules.get("uvloop")
+        loop: asyncio.AbstractEventLoop = (
+            uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+        )
+        if "aiofastnet" in modules:
+            # Its create_server / create_connection give aiofastnet's compiled transports.
+            modules["aiofastnet"].patch_loop(loop)
         return loop
 
     with asyncio.Runner(loop_factory=loop_factory) as runner:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import Callable
 
 from fullduplex.asyncio.client import connect
 from fullduplex.asyncio.connection import WebSocket
@@ -16,16 +18,25 @@ def _expected_transport_package(loop: asyncio.AbstractEventLoop) -> str:
     return type(loop).__module__.split(".")[0]  # "asyncio" or "uvloop"
 
 
+def _echo_into(
+    opened: list[WebSocket], on_open: Callable[[WebSocket], None] | None = None
+) -> Callable[[WebSocket], None]:
+    """A callback-style echo handler that keeps each server-side connection in ``opened``."""
+
+    def echo(ws: WebSocket) -> None:
+        opened.append(ws)
+        if on_open is not None:
+            on_open(ws)
+        ws.on_message = ws.send_nowait
+
+    return echo
+
+
 async def test_both_ends_get_the_loops_transports() -> None:
     expected = _expected_transport_package(asyncio.get_running_loop())
     opened: list[WebSocket] = []
-
-    def keep(ws: WebSocket) -> None:
-        opened.append(ws)
-        ws.on_message = ws.send_nowait
-
     async with (
-        serve(keep, "127.0.0.1", 0) as server,
+        serve(_echo_into(opened), "127.0.0.1", 0) as server,
         connect(f"ws://127.0.0.1:{server.port}") as client,
     ):
         await client.send("round trip")
@@ -43,24 +54,23 @@ async def test_large_writes_go_as_views_only_where_that_saves_a_copy() -> None:
     opened: list[WebSocket] = []
     written: list[type] = []
 
-    def keep(ws: WebSocket) -> None:
-        opened.append(ws)
+    def spy_on_writes(ws: WebSocket) -> None:
         transport = ws._transport
         write = transport.write
-        try:
 
-            def spy(data: bytes | memoryview) -> None:
-                written.append(type(data))
-                write(data)
+        def spy(data: bytes | memoryview) -> None:
+            written.append(type(data))
+            write(data)
 
-            transport.write = spy  # an instance attribute: asyncio's and aiofastnet's take one
-        except AttributeError:
-            pass  # uvloop's transport takes none: only the flag is checked there
-        ws.on_message = ws.send_nowait
+        # An instance attribute: asyncio's and aiofastnet's transports take one; uvloop's does
+        # not, and only the flag is checked there.
+        with contextlib.suppress(AttributeError):
+            transport.write = spy
 
     payload = bytes(range(256)) * 16384  # 4 MiB, more than one send() takes
+    echo = _echo_into(opened, spy_on_writes)
     async with (
-        serve(keep, "127.0.0.1", 0, max_message_size=None, compression=None) as server,
+        serve(echo, "127.0.0.1", 0, max_message_size=None, compression=None) as server,
         connect(f"ws://127.0.0.1:{server.port}", max_message_size=None) as client,
     ):
         await client.send(payload)

@@ -19,11 +19,6 @@ def test_loop_option(loop: str) -> None:
     assert parse_options("test", ["--loop", loop]).loop == loop
 
 
-def test_uvloop_flag_is_a_synonym() -> None:
-    """``--uvloop`` predates ``--loop`` and the docs still show it."""
-    assert parse_options("test", ["--uvloop"]).loop == "uvloop"
-
-
 @pytest.mark.parametrize("argv", [["--loop", "trio"], ["--loop"], ["--loop", "uvloop,asyncio"]])
 def test_bad_loop_is_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:

@@ -67,7 +67,7 @@ class _Itimerspec(ctypes.Structure):
 
 
 class _TimerFD:
-    """A one-shot Linux timerfd (timerfd_create(2)): os's binding on 3.13+, ctypes before."""
+    """A one-shot Linux timerfd (timerfd_create(2)), through ctypes (os has it from 3.13 only)."""
 
     _CLOCK_MONOTONIC = 1
     _TFD_NONBLOCK = os.O_NONBLOCK
@@ -75,15 +75,10 @@ class _TimerFD:
     _libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
     def __init__(self) -> None:
-        flags = self._TFD_NONBLOCK | self._TFD_CLOEXEC
-        if hasattr(os, "timerfd_create"):  # Python 3.13+
-            self.fd: int = os.timerfd_create(self._CLOCK_MONOTONIC, flags=flags)
-            self._spec = _Itimerspec()
-            return
         libc = self._libc
         if libc is None:
             raise OSError("timerfd is Linux-only")
-        fd: int = libc.timerfd_create(self._CLOCK_MONOTONIC, flags)
+        fd: int = libc.timerfd_create(self._CLOCK_MONOTONIC, self._TFD_NONBLOCK | self._TFD_CLOEXEC)
         if fd < 0:
             errno = ctypes.get_errno()
             raise OSError(errno, os.strerror(errno))
@@ -92,9 +87,6 @@ class _TimerFD:
 
     def set(self, delay: float) -> None:
         """Fire once, ``delay`` seconds from now (at once if it is not positive)."""
-        if hasattr(os, "timerfd_settime_ns"):  # Python 3.13+
-            os.timerfd_settime_ns(self.fd, initial=max(int(delay * 1e9), 1))
-            return
         value = self._spec.it_value
         if delay <= 0:
             value.tv_sec, value.tv_nsec = 0, 1  # zero would disarm it

@@ -23,7 +23,8 @@
     │   └── DecodeError                an endpoint's codec cannot decode a message (1007, 1003)
     ├── InvalidState                   an operation is not allowed in the current state
     ├── InvalidURI                     a ws:// or wss:// URI could not be parsed
-    └── ConcurrencyError               two coroutines or threads did what only one may do
+    ├── ConcurrencyError               two coroutines or threads did what only one may do
+    └── BrokerError                    the broker (Redis) did not take a publish or a query
 
 Which failures a reconnecting client retries is decided in one place too:
 :func:`fullduplex.retry.is_retryable`.
@@ -36,6 +37,7 @@ of an HTTP rejection, which is written for the peer on purpose.
 from __future__ import annotations
 
 __all__ = [
+    "BrokerError",
     "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -294,6 +296,17 @@ class InvalidURI(WebSocketError, ValueError):
 
 class ConcurrencyError(WebSocketError, RuntimeError):
     """Two coroutines or threads called a method that allows only one at a time."""
+
+
+class BrokerError(WebSocketError):
+    """The broker that carries groups between processes failed an operation.
+
+    Raised by a publish (``await group.broadcast(...)`` with a Redis broker) or a query
+    (presence, recovery) that the broker did not answer: it is unreachable, timed out, or
+    refused the command. A publish that raised this may or may not have reached the broker
+    (a timeout after sending cannot tell); retrying it may deliver it twice unless it carries
+    an idempotency key.
+    """
 
 
 def close_code_for(exc: BaseException) -> int:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import signal
 import sys
 import threading
@@ -38,8 +39,9 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..asyncio.server import Server, serve
+from ..brokers import Broker, Gap, GroupOptions, Presence, broker_from_url
 from ..exceptions import ConnectionClosed, ProtocolError, close_code_for
-from .codecs import DecodeError, PassthroughCodec
+from .codecs import Codec, DecodeError, PassthroughCodec
 from .endpoint import Endpoint, EndpointConfig, FunctionEndpoint, MessageHandler
 from .groups import Group, GroupRegistry
 from .http import HTTP, RouteHandler
@@ -47,13 +49,14 @@ from .routing import Router
 from .session import Session
 
 if TYPE_CHECKING:
-    import os
-
     from ..asyncio.connection import LoggerLike, WebSocket
     from ..asyncio.server import ServerWebSocket
     from ..protocol.handshake import Request, Response
 
-__all__ = ["App"]
+__all__ = ["BROKER_ENV", "App"]
+
+BROKER_ENV = "FULLDUPLEX_BROKER"
+"""The environment variable naming the broker of Apps created without one."""
 
 E = TypeVar("E", bound=type[Endpoint])
 H = TypeVar("H", bound=MessageHandler)
@@ -81,14 +84,86 @@ class App:
     """A WebSocket application: endpoints at path templates, plus plain HTTP on the same port.
 
     Args:
+        broker: Carries groups between processes (:mod:`fullduplex.brokers`). Default: the
+            one the ``FULLDUPLEX_BROKER`` environment variable names (e.g.
+            ``redis://127.0.0.1:6379/0``), else a :class:`~fullduplex.brokers.MemoryBroker`
+            (one process).
+        on_gap: Called with a :class:`~fullduplex.brokers.Gap` when the broker finds that
+            messages of a group did not reach this process and could not be recovered
+            (they are also logged and counted). E.g. tell the group's members to reload.
         logger: Where the framework logs session errors (default ``fullduplex.app``).
     """
 
-    def __init__(self, *, logger: LoggerLike | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        broker: Broker | None = None,
+        on_gap: Callable[[Gap], object] | None = None,
+        logger: LoggerLike | None = None,
+    ) -> None:
         self._endpoints: Router[EndpointConfig] = Router()
         self._http = HTTP()
+        self._group_options: list[tuple[str, GroupOptions]] = []
         self._registry = GroupRegistry()
+        self._on_gap = on_gap
         self._logger: LoggerLike = logger if logger is not None else _logger
+        self.use_broker(
+            broker if broker is not None else broker_from_url(os.environ.get(BROKER_ENV))
+        )
+
+    # ---- the broker ----------------------------------------------------------------------------
+
+    @property
+    def broker(self) -> Broker:
+        """The broker that carries this app's groups."""
+        return self._registry.broker
+
+    def use_broker(self, broker: Broker) -> None:
+        """Carry this app's groups with ``broker`` from now on (before serving).
+
+        Raises:
+            RuntimeError: Sessions have joined groups already.
+        """
+        if self._registry.group_keys():
+            raise RuntimeError("use_broker() must be called before sessions join groups")
+        for pattern, options in self._group_options:
+            broker.policies.add(pattern, options)
+        broker.attach(self._registry.dispatch, self._gap)
+        self._registry.broker = broker
+
+    def configure_groups(self, pattern: str, **options: Any) -> None:
+        """Set the options of the groups whose names match ``pattern`` (``fnmatch``, e.g.
+        ``"chat:*"``); the first pattern configured that matches a group decides.
+
+        Args:
+            pattern: The group name pattern.
+            **options: Fields of :class:`~fullduplex.brokers.GroupOptions`: ``history_size``,
+                ``history_ttl``, ``max_recovery``, ``presence``, ``presence_ttl``,
+                ``meta_ttl``, ``stamp``.
+
+        Raises:
+            TypeError: An option is unknown.
+            ValueError: An option's value is invalid.
+        """
+        group_options = GroupOptions(**options)
+        self._group_options.append((pattern, group_options))
+        self.broker.policies.add(pattern, group_options)
+
+    async def presence(self, group: str) -> Presence:
+        """Who is in ``group``, in every process: session ids and distinct user ids.
+
+        Raises:
+            ValueError: Presence is not enabled for the group (``configure_groups``).
+            BrokerError: The broker did not answer.
+        """
+        return await self.broker.presence(group)
+
+    def _gap(self, gap: Gap) -> None:
+        if self._on_gap is not None:
+            try:
+                self._on_gap(gap)
+            except Exception:
+                self._logger.error("on_gap failed", exc_info=True)
 
     # ---- registering ---------------------------------------------------------------------------
 
@@ -179,9 +254,16 @@ class App:
             raise KeyError(f"no endpoint is registered at {path!r}")
         return Group(self._registry, _endpoint_key(path), path)
 
-    def group(self, name: str) -> Group:
-        """Return the group ``name`` (empty until a session joins it)."""
-        return Group(self._registry, name, name)
+    def group(self, name: str, codec: Codec | None = None) -> Group:
+        """Return the group ``name`` (empty until a session joins it).
+
+        Args:
+            name: The group's name.
+            codec: Encodes its broadcasts when the broker spans processes (None: str and
+                bytes are sent as they are); with the in-process broker each member's
+                endpoint codec encodes them.
+        """
+        return Group(self._registry, name, name, codec)
 
     # ---- serving -------------------------------------------------------------------------------
 
@@ -212,7 +294,15 @@ class App:
             return await self._route(ws, request)
 
         options.setdefault("select_subprotocol", self._select_subprotocol)
-        return serve(self._run_session, host, port, process_request=process_request, **options)
+        return serve(
+            self._run_session,
+            host,
+            port,
+            process_request=process_request,
+            on_start=self.broker.start,
+            on_closed=self.broker.close,
+            **options,
+        )
 
     async def serve_forever(
         self,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from ..asyncio.timers import Deadline, timers_for
+from ..brokers.base import Position, Recovery
 from ..exceptions import ConcurrencyError, ConnectionClosed
 from ..protocol.connection import State
 from .endpoint import OVERFLOW_CLOSE_CODE, CloseReason, EndpointConfig
@@ -41,6 +42,9 @@ class Session:
         id: Identifies the session (and its connection) in the log; unique among open ones.
         path: The request path, without the query string.
         path_params: The values of the path template's parameters, e.g. ``{"room": "a"}``.
+        user_id: Who the client is, for the application to set (e.g. in ``on_open`` after
+            authenticating it) before joining groups: presence counts distinct users by it.
+            None until set.
     """
 
     __slots__ = (
@@ -62,6 +66,7 @@ class Session:
         "id",
         "path",
         "path_params",
+        "user_id",
     )
 
     def __init__(
@@ -83,6 +88,7 @@ class Session:
         self.id = ws.id
         self.path = path
         self.path_params = path_params
+        self.user_id: str | None = None
         self._query_string = query_string
         self._query: dict[str, list[str]] | None = None
         self._state: dict[str, Any] | None = None
@@ -197,6 +203,11 @@ class Session:
         if buffered and buffered + size > self._config.max_buffered:
             self._overflowed()
             return False
+        return self._write(frame, message)
+
+    def _write(self, frame: bytes | None, message: str | bytes) -> bool:
+        """Write one message now, whatever the buffer holds (replays: bounded elsewhere)."""
+        ws = self._ws
         try:
             if frame is None or self._compressed:
                 ws.send_nowait(message)
@@ -268,9 +279,55 @@ class Session:
             groups.discard(name)
             self._registry.discard(name, self)
 
+    async def rejoin(self, name: str, since: Position) -> Recovery:
+        """Join group ``name`` and first get what it published after ``since``.
+
+        For a client that reconnects with the position of the last message it received
+        (see :func:`~fullduplex.app.stamp_json`): it gets exactly the messages it missed,
+        in order, then the newer ones, without duplicates; or, when that is not possible
+        (the group keeps no history, it no longer holds them, they are more than its
+        ``max_recovery``, its state was lost), ``recovered=False`` with the reason and only
+        the messages published from now on. Never a part of what it missed.
+
+        Args:
+            name: The group.
+            since: The client's last position in it.
+
+        Returns:
+            The :class:`~fullduplex.brokers.Recovery`; its ``position`` is the group's
+            position after the replay.
+        """
+        if self.closed:
+            return Recovery(False, "unavailable", (), since)
+        registry = self._registry
+        groups = self._groups
+        if groups is None:
+            groups = self._groups = set()
+        groups.add(name)
+        registry.start_recovery(name, self)
+        try:
+            recovery = await registry.broker.recover(name, since)
+        finally:
+            held = registry.end_recovery(name, self)
+        if recovery.recovered:
+            # Bounded by the group's max_recovery, so written whatever the buffer holds.
+            for item in recovery.publications:
+                registry.deliver_one(name, self, item)
+            top = recovery.position
+            held = [
+                publication
+                for publication in held
+                if publication.epoch != top.epoch or publication.offset > top.offset
+            ]
+            registry.set_floor(name, self, top)
+        for publication in held:
+            registry.deliver_one(name, self, publication)
+        return recovery
+
     def group(self, name: str) -> Group:
-        """Return group ``name`` (whether or not this session is in it)."""
-        return Group(self._registry, name, name)
+        """Return group ``name`` (whether or not this session is in it); its broadcasts are
+        encoded by this session's codec."""
+        return Group(self._registry, name, name, self._codec)
 
     @property
     def groups(self) -> frozenset[str]:

@@ -394,8 +394,12 @@ class Server:
         reuse_port: bool | None = None,
         backlog: int = 100,
         logger: LoggerLike | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
+        on_closed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._handler = handler
+        self._on_start = on_start
+        self._on_closed = on_closed
         # Decided once: an async handler gets a task per connection, a plain one none.
         self._handler_is_async = _is_async_callable(handler)
         self._host = host
@@ -445,6 +449,8 @@ class Server:
     async def start(self) -> Server:
         """Start listening (what awaiting the server does). Returns the server."""
         if self._server is None:
+            if self._on_start is not None:
+                await self._on_start()
             loop = asyncio.get_running_loop()
             # host/port and sock exclude each other; pass only what was given.
             where: dict[str, Any] = (
@@ -562,6 +568,11 @@ class Server:
             await asyncio.wait(list(self._tasks))
         if self._server is not None:
             await self._server.wait_closed()
+        if self._on_closed is not None:
+            try:
+                await self._on_closed()
+            except Exception:
+                self._logger.error("closing the server's on_closed hook failed", exc_info=True)
         self._closed.set()
         self._logger.info("server closed")
 
@@ -609,6 +620,8 @@ def serve(
               ``close_timeout`` (10 s each); None disables one.
             - ``ssl``, ``sock``, ``reuse_port``, ``backlog``: passed to ``create_server``.
             - ``logger``: defaults to ``logging.getLogger("fullduplex.server")``.
+            - ``on_start()``, ``on_closed()``: awaited before listening, and once every
+              connection and handler is done (the App starts and closes its broker so).
 
     Returns:
         The :class:`Server`, not yet listening.

@@ -27,10 +27,12 @@ venv: $(VENV)/.stamp-deps
 extension: venv
 	$(PY) setup.py --quiet build_ext --inplace
 
-# Chromium for the browser tests; gcc and zlib's headers for the benchmark's C load generator.
+# Chromium for the browser tests; gcc and zlib's headers for the benchmark's C load generator;
+# a real Redis (redis-server, and redis-cli from its dependency redis-tools) for the broker tests.
 system-deps:
 	@missing=""; \
 	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
+	{ command -v redis-server && command -v redis-cli; } > /dev/null || missing="$$missing redis-server"; \
 	command -v gcc > /dev/null || missing="$$missing gcc"; \
 	[ -f /usr/include/zlib.h ] || missing="$$missing zlib1g-dev"; \
 	if [ -n "$$missing" ]; then \

@@ -182,6 +182,9 @@ def _server_factory(args: argparse.Namespace) -> Callable[..., Server] | str:
             demo = _load_demo_app(root)
         except ImportError as exc:
             return f"cannot load the demo from {root}: {exc}"
+        error = _use_broker(demo, args)
+        if error is not None:
+            return error
         return demo.serve  # type: ignore[no-any-return]
     # Imported here: the other commands need not load the framework.
     from .app import App  # noqa: PLC0415
@@ -192,12 +195,29 @@ def _server_factory(args: argparse.Namespace) -> Callable[..., Server] | str:
         return f"cannot load {args.app}: {exc}"
     if not isinstance(app, App):
         return f"{args.app} is a {type(app).__name__}, not a fullduplex.app.App"
+    error = _use_broker(app, args)
+    if error is not None:
+        return error
     compression = None if args.no_compression else "deflate"
 
     def make_app(host: str, port: int, **more: Any) -> Server:
         return app.serve(host, port, compression=compression, **more)
 
     return make_app
+
+
+def _use_broker(app: Any, args: argparse.Namespace) -> str | None:
+    """Give the app the broker of ``--broker``; return an error message if it cannot be."""
+    url = getattr(args, "broker", None)
+    if not url:
+        return None
+    from .brokers import broker_from_url  # noqa: PLC0415
+
+    try:
+        app.use_broker(broker_from_url(url))
+    except (ValueError, ImportError, RuntimeError) as exc:
+        return f"--broker {url}: {exc}"
+    return None
 
 
 # ---- running a server: in this process, or in supervised workers -----------------------------
@@ -298,6 +318,12 @@ def _worker(args: argparse.Namespace, port: int, channel: WorkerChannel) -> int:
 def _supervise(args: argparse.Namespace) -> int:
     """Run the server in ``--workers`` processes, or in one that ``--reload`` restarts."""
     prog = f"fullduplex {args.command}"
+    if args.workers > 1 and args.command != "echo" and not getattr(args, "broker", None):
+        print(
+            f"{prog}: note: without --broker each of the {args.workers} workers has its own "
+            "groups (a broadcast reaches the sessions of one worker)",
+            file=sys.stderr,
+        )
     watch = None
     if getattr(args, "reload", False):
         if args.workers > 1:
@@ -374,6 +400,7 @@ def _add_server_arguments(
     compression: bool = True,
     workers: bool = False,
     reload: bool = False,
+    broker: bool = False,
 ) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument(
@@ -400,6 +427,15 @@ def _add_server_arguments(
         help="use aiofastnet's compiled transports (the fast extra): faster round trips, "
         "about 4.6 KiB more per connection",
     )
+    if broker:
+        parser.add_argument(
+            "--broker",
+            metavar="URL",
+            default=os.environ.get("FULLDUPLEX_BROKER") or None,
+            help="carry the app's groups between processes and machines through this broker: "
+            "redis://HOST:PORT/DB (needs 'fullduplex[redis]') or memory:// (one process; the "
+            "default, unless FULLDUPLEX_BROKER names one)",
+        )
     if workers:
         parser.add_argument(
             "--workers",
@@ -407,8 +443,8 @@ def _add_server_arguments(
             default=1,
             metavar="N",
             help="run N processes that share the port (SO_REUSEPORT) under a supervisor that "
-            "restarts those that die; each has its own connections, sessions and groups "
-            "(default 1: no supervisor)",
+            "restarts those that die; each has its own connections and sessions, and groups "
+            "span them only through --broker (default 1: no supervisor)",
         )
         parser.add_argument(
             "--max-restarts",
@@ -469,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on one port. The first line of standard output is "
         "'fullduplex demo on http://HOST:PORT/' (https:// with --certfile).",
     )
-    _add_server_arguments(demo, 8000, compression=False)
+    _add_server_arguments(demo, 8000, compression=False, workers=True, broker=True)
     add_connect_parser(commands)
     serve_app = commands.add_parser(
         "serve",
@@ -480,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and ws://HOST:PORT' (https:// and wss:// with --certfile).",
     )
     serve_app.add_argument("app", metavar="MODULE:ATTRIBUTE", help="e.g. examples.demo:app")
-    _add_server_arguments(serve_app, 8000, workers=True, reload=True)
+    _add_server_arguments(serve_app, 8000, workers=True, reload=True, broker=True)
     return parser
 
 

@@ -8,16 +8,22 @@ test-artifacts/examples/.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from examples._pages import mount_pages
+from examples.chat import server as chat_server
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from fullduplex.app import App
 from tests.examples.conftest import CHROMIUM, CHROMIUM_ARGS, REPO
 from tests.helpers import seconds
 
@@ -48,6 +54,13 @@ def open_page(browser: Browser, demo_url: str) -> Iterator[Any]:
 
     Console errors and uncaught exceptions of every page fail the test.
     """
+    with page_opener(browser, demo_url) as opener:
+        yield opener
+
+
+@contextmanager
+def page_opener(browser: Browser, base_url: str) -> Iterator[Callable[[str], Page]]:
+    """What :func:`open_page` yields, for the server at ``base_url``."""
     pages: list[Page] = []
     problems: list[str] = []
 
@@ -60,7 +73,7 @@ def open_page(browser: Browser, demo_url: str) -> Iterator[Any]:
             lambda msg: problems.append(f"{path}: {msg.text}") if msg.type == "error" else None,
         )
         pages.append(page)
-        response = page.goto(demo_url + path)
+        response = page.goto(base_url + path)
         assert response is not None and response.status == 200, path
         return page
 
@@ -201,6 +214,86 @@ def test_chat_rooms(open_page: Any) -> None:
         alice, "() => window.chatMessages.find(m => m.type === 'leave' && m.username === 'bob')"
     )
     assert leave["members"] == ["alice"]
+
+
+@contextmanager
+def chat_in_thread() -> Iterator[tuple[App, str, asyncio.AbstractEventLoop]]:
+    """The chat sample on its own App, served from a thread of this process: the test can reach
+    its sessions (which ``fullduplex demo`` in a subprocess would not let it). Yields the app,
+    its http:// base URL (ending with a slash) and the event loop it runs in."""
+    app = App()
+    chat_server.register(app)
+    mount_pages(app, chat_server.STATIC)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    stop = asyncio.Event()
+    ports: list[int] = []
+
+    async def serve() -> None:
+        async with app.serve("127.0.0.1", 0) as server:
+            ports.append(server.port)
+            started.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        assert started.wait(seconds(10)), "the chat server did not start"
+        yield app, f"http://127.0.0.1:{ports[0]}/", loop
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(seconds(10))
+        if not thread.is_alive():
+            loop.close()
+
+
+@pytest.mark.browser
+def test_chat_reconnects_and_replays_what_it_missed(browser: Browser) -> None:
+    with chat_in_thread() as (app, base_url, loop), page_opener(browser, base_url) as opener:
+        alice = chat_join(opener, "alice", "drop")
+        bob = chat_join(opener, "bob", "drop")
+        chat_say(alice, "before")
+        for page in (alice, bob):
+            wait_for(page, "() => window.chatMessages.some(m => m.message === 'before')")
+
+        async def drop_alice_and_talk() -> None:
+            # The TCP connection of alice's session goes away without a closing handshake
+            # (as when a network drops); then the room gets 3 messages before her page can
+            # reconnect (no await in between: the loop cannot serve her reconnection meanwhile).
+            for session in app.sessions(chat_server.PATH):
+                if session.state.get("name") == "alice":
+                    transport = session._ws._transport  # private: no public way to drop TCP
+                    assert transport is not None
+                    transport.abort()
+            room = app.group("chat:drop")
+            for i in range(3):
+                room.broadcast_nowait(
+                    {"type": "message", "username": "news", "message": f"missed {i}", "time": ""}
+                )
+
+        asyncio.run_coroutine_threadsafe(drop_alice_and_talk(), loop).result(seconds(10))
+        wait_for(bob, "() => window.chatMessages.filter(m => m.username === 'news').length === 3")
+        recovery = wait_for(alice, "() => window.chatMessages.find(m => m.type === 'recovery')")
+        assert (recovery["recovered"], recovery["replayed"]) == (True, 3)
+        wait_for(alice, "() => document.querySelector('#status').classList.contains('open')")
+        text = alice.inner_text("#messages")
+        assert "1006 connection lost, reconnecting in" in text
+        assert "reconnected: 3 missed messages replayed" in text
+        # The replayed messages are shown like the others, in order, once.
+        expected = [("alice", "before")] + [("news", f"missed {i}") for i in range(3)]
+        assert chat_texts(alice) == expected
+        assert alice.locator("#messages li.message .body").all_inner_texts() == [
+            text for _, text in expected
+        ]
+        assert alice.evaluate("() => window.chatMessages.at(-2).type") == "recovery"
+        # The page is live again: bob sees what alice says now, after alice's rejoin.
+        chat_say(alice, "back")
+        wait_for(bob, "() => window.chatMessages.some(m => m.message === 'back')")
+        offsets = alice.evaluate(
+            "() => window.chatMessages.filter(m => m.type === 'message').map(m => m.offset)"
+        )
+        assert offsets == list(range(offsets[0], offsets[0] + 5))
+        screenshot(alice, "chat-reconnected")
 
 
 def snake_player(open_page: Any, name: str) -> Page:

@@ -93,7 +93,8 @@ class Recovery(NamedTuple):
             was lost since), ``"too_old"`` (history no longer holds the first missed message),
             ``"too_many"`` (more were missed than the group's ``max_recovery``),
             ``"no_history"`` (the group keeps none), ``"unavailable"`` (the broker did not
-            answer). "" when recovered.
+            answer), ``"no_position"`` (the client gave none: a first join, which learns
+            the position to keep from ``position``). "" when recovered.
         publications: The missed messages, in order (empty unless recovered).
         position: The group's position after them: what the client keeps from now on.
     """

@@ -164,6 +164,8 @@ class MemoryBroker(Broker):
         state = self._groups.get(group)
         current = NO_POSITION if state is None else Position(state.epoch, state.offset)
         options = self.policies(group)
+        if not since.epoch:
+            return Recovery(False, "no_position", (), current)
         if not options.history_size:
             return Recovery(False, "no_history", (), current)
         if state is None or since.epoch != state.epoch or since.offset > state.offset:

@@ -597,6 +597,8 @@ class RedisBroker(Broker):
                 raise
             return Recovery(False, "unavailable", (), NO_POSITION)
         current = Position(epoch.decode(), int(top))
+        if not since.epoch:
+            return Recovery(False, "no_position", (), current)
         if not options.history_size:
             return Recovery(False, "no_history", (), current)
         if since.epoch != current.epoch or since.offset > current.offset:

@@ -1,0 +1,324 @@
+"""RedisBroker against a real redis-server: order, gaps, restarts, deaf links, recovery,
+presence, routing and outside publishers. Servers run in this process (two Apps are two
+nodes, each with its own broker and connections) or as ``fullduplex serve`` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from fullduplex.app import App
+from fullduplex.brokers import Gap, Position, Publisher, RedisBroker
+from fullduplex.exceptions import BrokerError
+from tests.brokers.clients import join, server_process
+from tests.brokers.redis_servers import RedisServer, Relay
+from tests.brokers.room_app import build
+from tests.helpers import seconds
+
+
+def node(url: str, gaps: list[Gap] | None = None, **options: float) -> App:
+    """One server node of the room app on ``url``."""
+    app = App(broker=RedisBroker(url, **options), on_gap=None if gaps is None else gaps.append)
+    return build(app)
+
+
+@contextlib.asynccontextmanager
+async def serving(*apps: App) -> AsyncIterator[list[int]]:
+    """Serve every app on a free port; yield the ports."""
+    async with contextlib.AsyncExitStack() as stack:
+        ports = []
+        for app in apps:
+            server = await stack.enter_async_context(app.serve("127.0.0.1", 0))
+            ports.append(server.port)
+        yield ports
+
+
+async def eventually(check: object, timeout: float = 10) -> None:
+    """Wait until ``check()`` is true (``timeout`` in test units)."""
+    async with asyncio.timeout(seconds(timeout)):
+        while not check():  # type: ignore[operator]
+            await asyncio.sleep(0.02)
+
+
+def gap_free(offsets: list[int]) -> bool:
+    return offsets == list(range(offsets[0], offsets[0] + len(offsets))) if offsets else True
+
+
+class TestAcrossProcesses:
+    async def test_one_room_over_two_processes(self, redis_server: RedisServer) -> None:
+        """Four senders on two server processes, 10,000 messages: everyone gets them all,
+        in one order, with gap-free offsets, and each sender's in the order sent."""
+        senders, each = 4, 2500
+        with (
+            server_process(redis_server.url) as (_, port_a),
+            server_process(redis_server.url) as (_, port_b),
+        ):
+            members = [
+                await join(port, "big", user=f"s{i}")
+                for i, port in enumerate([port_a, port_b, port_a, port_b])
+            ]
+            try:
+
+                async def send(index: int) -> None:
+                    for seq in range(each):
+                        await members[index].ws.send(f"{index}:{seq}")
+
+                await asyncio.gather(*(send(i) for i in range(senders)))
+                for member in members:
+                    await member.wait_for(senders * each, timeout=60)
+                reference = members[0].received
+                for member in members:
+                    assert member.received == reference  # one order everywhere
+                    assert gap_free(member.offsets)
+                    assert len({epoch for epoch, _, _ in member.received}) == 1
+                for index in range(senders):
+                    sent = [b for b in members[0].bodies if b.startswith(f"{index}:")]
+                    assert sent == [f"{index}:{seq}" for seq in range(each)]
+            finally:
+                for member in members:
+                    await member.close()
+
+    async def test_recovery_after_the_process_was_killed(self, redis_server: RedisServer) -> None:
+        with (
+            server_process(redis_server.url) as (doomed, port_a),
+            server_process(redis_server.url) as (_, port_b),
+        ):
+            talker = await join(port_b, "k", user="talker")
+            victim = await join(port_a, "k", user="victim")
+            await talker.ws.send("before")
+            await victim.wait_for(1)
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait()
+            for i in range(5):
+                await talker.ws.send(f"missed {i}")
+            await talker.wait_for(6)
+            back = await join(port_b, "k", user="victim", since=victim.position)
+            try:
+                assert (await back.wait_recovery())[1] == "yes"
+                await back.wait_for(5)
+                assert back.bodies == [f"missed {i}" for i in range(5)]
+                assert back.offsets == [victim.offsets[-1] + 1 + i for i in range(5)]
+            finally:
+                await back.close()
+                await talker.close()
+
+
+class TestOrderAndGaps:
+    async def test_gap_in_a_group_without_history_is_reported(
+        self, redis_server: RedisServer
+    ) -> None:
+        gaps: list[Gap] = []
+        app = node(redis_server.url, gaps)
+        async with serving(app) as (port,):
+            member = await join(port, "a")  # "room:*" keeps history: use another group
+            session = next(iter(app.sessions("/room/{name}")))
+            session.join("plain")
+            broker = app.broker
+            await eventually(lambda: broker.stats()["groups"] == 2)
+            await broker.publish("plain", b"one", text=True)
+            # Take offsets 2 and 3 without publishing them: what a lost message looks like.
+            redis_server.command("HINCRBY", "fd:{plain}:m", "o", "2")
+            await broker.publish("plain", b"four", text=True)
+            await eventually(lambda: gaps)
+            assert gaps == [Gap("plain", gaps[0].epoch, 2, 3, "offset")]
+            assert broker.stats()["gaps"] == 1
+            await eventually(lambda: len(member.unstamped) == 2)
+            assert member.unstamped == ["one", "four"]
+            await member.close()
+
+    async def test_gap_repaired_from_history(self, redis_server: RedisServer) -> None:
+        gaps: list[Gap] = []
+        app = node(redis_server.url, gaps)
+        async with serving(app) as (port,):
+            member = await join(port, "r")
+            publisher = Publisher(redis_server.url)
+            try:
+                publisher.publish("room:r", "1")
+                await member.wait_for(1)
+                # Messages that reached history but not this process's pub/sub connection:
+                # write them as the script would, without publishing.
+                _, last = member.position
+                for offset in (last + 1, last + 2):
+                    redis_server.command("HINCRBY", "fd:{room:r}:m", "o", "1")
+                    redis_server.command(
+                        "XADD", "fd:{room:r}:s", f"{offset}-0", "d", f"t:::lost {offset}"
+                    )
+                publisher.publish("room:r", "4")
+                await member.wait_for(4)
+                assert member.bodies == ["1", f"lost {last + 1}", f"lost {last + 2}", "4"]
+                assert gap_free(member.offsets)
+                assert gaps == []
+                assert app.broker.stats()["repaired"] == 2
+            finally:
+                publisher.close()
+                await member.close()
+
+    @pytest.mark.parametrize("persistence", [False, True], ids=["empty", "aof"])
+    async def test_redis_killed_and_restarted(self, persistence: bool) -> None:
+        """Nothing is lost silently: every publish that succeeded is delivered to the other
+        node's member or lies in a gap reported to the app."""
+        with RedisServer(persistence=persistence) as redis_server:
+            gaps: list[Gap] = []
+            sender, receiver = node(redis_server.url), node(redis_server.url, gaps)
+            async with serving(sender, receiver) as (_, port_b):
+                member = await join(port_b, "x")
+                sent: list[Position] = []
+                counter = itertools.count()
+
+                async def publish_for(duration: float) -> None:
+                    end = time.monotonic() + duration
+                    while time.monotonic() < end:
+                        with contextlib.suppress(BrokerError):
+                            sent.append(
+                                await sender.broker.publish(
+                                    "room:x", str(next(counter)).encode(), text=True
+                                )
+                            )
+                        await asyncio.sleep(0.005)
+
+                await publish_for(0.5)
+                redis_server.kill()
+                await publish_for(0.3)
+                redis_server.restart()
+                await publish_for(1.5)
+                await eventually(
+                    lambda: member.received and member.received[-1][:2] == tuple(sent[-1])
+                )
+                received = {(epoch, offset) for epoch, offset, _ in member.received}
+                after = [p for p in sent if p.epoch == sent[-1].epoch][-20:]
+                assert all(p in received for p in after)  # everything after the restart
+                missing = [p for p in sent if p not in received]
+                for position in missing:
+                    assert any(
+                        gap.reason == "epoch_changed"
+                        or (
+                            gap.epoch == position.epoch and gap.first <= position.offset <= gap.last
+                        )  # type: ignore[operator]
+                        for gap in gaps
+                    ), (position, gaps)
+                if persistence:
+                    # The AOF kept offsets and history: nothing missed, no new epoch.
+                    assert missing == [] and len({p.epoch for p in sent}) == 1
+                else:
+                    assert any(gap.reason == "epoch_changed" for gap in gaps)
+                assert receiver.broker.stats()["reconnects"] >= 1
+                await member.close()
+
+    async def test_deaf_subscriber_detected_and_healed(self, redis_server: RedisServer) -> None:
+        async with Relay(("127.0.0.1", redis_server.port)) as relay:
+            deaf = node(relay.url, probe_interval=1.0)
+            talker = node(redis_server.url)
+            async with serving(deaf, talker) as (port_a, port_b):
+                listener = await join(port_a, "d")
+                speaker = await join(port_b, "d")
+                await speaker.ws.send("before")
+                await listener.wait_for(1)
+                relay.blackhole()  # TCP stays open, nothing passes
+                relay.heal()  # for new connections only
+                started = time.monotonic()
+                await eventually(lambda: deaf.broker.stats()["deaf"] >= 1, timeout=10)
+                await speaker.ws.send("after")
+                await listener.wait_for(2, timeout=10)
+                assert time.monotonic() - started < seconds(10)
+                assert listener.bodies == ["before", "after"]
+                await listener.close()
+                await speaker.close()
+
+
+class TestRouting:
+class TestRecovery:
+    async def test_after_a_cut(self, redis_server: RedisServer) -> None:
+        a, b = node(redis_server.url), node(redis_server.url)
+        async with serving(a, b) as (port_a, port_b):
+            member = await join(port_a, "c")
+            talker = await join(port_b, "c", user="t")
+            await talker.ws.send("seen")
+            await member.wait_for(1)
+            await member.close()
+            for i in range(100):
+                await talker.ws.send(f"missed {i}")
+            await talker.wait_for(101)
+            back = await join(port_a, "c", since=member.position)
+            await talker.ws.send("newer")
+            await back.wait_for(101)
+            assert back.recovery[0].split()[1:3] == ["yes", "-"]
+            assert back.bodies == [f"missed {i}" for i in range(100)] + ["newer"]
+            assert gap_free([member.offsets[-1], *back.offsets])
+            await back.close()
+            await talker.close()
+
+    async def test_after_redis_lost_its_data(self, redis_server: RedisServer) -> None:
+        app = node(redis_server.url)
+        async with serving(app) as (port,):
+            member = await join(port, "lost")
+            await member.ws.send("x")
+            await member.wait_for(1)
+            position = member.position
+            await member.close()
+            redis_server.command("FLUSHALL")
+            back = await join(port, "lost", since=position)
+            words = await back.wait_recovery()
+            assert words[1:3] == ["no", "epoch_changed"]
+            assert back.received == []
+            await back.close()
+
+class TestPresence:
+    async def test_across_processes_and_after_a_kill(self, redis_server: RedisServer) -> None:
+        observer = node(redis_server.url)
+        env = ("FD_TEST_PRESENCE_TTL", "1.5")
+        async with serving(observer) as (port,):
+            with server_process(redis_server.url, env) as (doomed, doomed_port):
+                here = await join(port, "p", user="ann")
+                there = [await join(doomed_port, "p", user=u) for u in ("bob", "bob", "cy")]
+                presence = await observer.presence("room:p")
+                assert len(presence.sessions) == 4
+                assert presence.users == {"ann", "bob", "cy"}
+                await there[2].close()
+                async with asyncio.timeout(seconds(5)):
+                    while (await observer.presence("room:p")).users != {"ann", "bob"}:
+                        await asyncio.sleep(0.05)
+                os.kill(doomed.pid, signal.SIGKILL)
+                doomed.wait()
+                async with asyncio.timeout(seconds(10)):
+                    while (await observer.presence("room:p")).users != {"ann"}:
+                        await asyncio.sleep(0.2)
+                await here.close()
+
+
+class TestPublisher:
+    async def test_outside_publisher_with_idempotency(self, redis_server: RedisServer) -> None:
+        app = node(redis_server.url)
+        async with serving(app) as (port,):
+            member = await join(port, "ext")
+            with Publisher(redis_server.url) as publisher:
+                first = await asyncio.to_thread(
+                    publisher.publish, "room:ext", "hi", idempotency_key="k1"
+                )
+                again = await asyncio.to_thread(
+                    publisher.publish, "room:ext", "hi", idempotency_key="k1"
+                )
+                other = await asyncio.to_thread(publisher.publish, "room:ext", b"\x00bin")
+            assert again == first and other.offset == first.offset + 1
+            await member.wait_for(1)
+            await eventually(lambda: member.binary)
+            assert member.bodies == ["hi"]
+            assert member.binary == [b"\x00bin"]
+            await member.close()
+
+    async def test_publish_fails_clearly_when_redis_is_down(
+        self, redis_server: RedisServer
+    ) -> None:
+        broker = RedisBroker(redis_server.url, command_timeout=1.0)
+        async with broker:
+            await broker.publish("g", b"ok", text=True)
+            redis_server.kill()
+            with pytest.raises(BrokerError, match="Redis did not answer"):
+                await broker.publish("g", b"lost", text=True)
+        assert broker.stats()["publish_failures"] == 1

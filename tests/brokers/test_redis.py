@@ -232,7 +232,6 @@ class TestOrderAndGaps:
                 await speaker.close()
 
 
-class TestRouting:
 class TestRecovery:
     async def test_after_a_cut(self, redis_server: RedisServer) -> None:
         a, b = node(redis_server.url), node(redis_server.url)
@@ -268,6 +267,7 @@ class TestRecovery:
             assert words[1:3] == ["no", "epoch_changed"]
             assert back.received == []
             await back.close()
+
 
 class TestPresence:
     async def test_across_processes_and_after_a_kill(self, redis_server: RedisServer) -> None:

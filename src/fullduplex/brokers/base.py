@@ -21,7 +21,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -36,6 +36,7 @@ __all__ = [
     "Publication",
     "Recovery",
     "Stamp",
+    "judge_recovery",
     "new_node_id",
 ]
 
@@ -219,6 +220,34 @@ class GroupPolicies:
                 self._cache.clear()  # bounded: groups may be numberless
             self._cache[group] = options
         return options
+
+
+def judge_recovery(
+    options: GroupOptions, since: Position, current: Position, items: Sequence[Any]
+) -> Recovery:
+    """The one rule of every broker: replay exactly what followed ``since``, or say why not.
+
+    Args:
+        options: The group's options (history, ``max_recovery``).
+        since: The client's last position.
+        current: The group's position now.
+        items: What the history holds after ``since``, in order (each with ``.position``).
+    """
+    if not since.epoch:
+        return Recovery(False, "no_position", (), current)
+    if not options.history_size:
+        return Recovery(False, "no_history", (), current)
+    if since.epoch != current.epoch or since.offset > current.offset:
+        return Recovery(False, "epoch_changed", (), current)
+    if current.offset - since.offset > options.max_recovery:
+        return Recovery(False, "too_many", (), current)
+    wanted = tuple(item for item in items if item.position.offset > since.offset)
+    # Every offset up to now, none missing (trimmed, expired, or trimming raced the read).
+    if [item.position.offset for item in wanted] != list(
+        range(since.offset + 1, current.offset + 1)
+    ):
+        return Recovery(False, "too_old", (), current)
+    return Recovery(True, "", wanted, current)
 
 
 def new_node_id() -> str:

@@ -15,7 +15,15 @@ from collections import deque
 from collections.abc import Callable, Collection
 from typing import Any, NamedTuple
 
-from .base import NO_POSITION, Broker, Position, Presence, Publication, Recovery
+from .base import (
+    NO_POSITION,
+    Broker,
+    Position,
+    Presence,
+    Publication,
+    Recovery,
+    judge_recovery,
+)
 
 __all__ = ["MemoryBroker", "Recorded"]
 
@@ -163,26 +171,13 @@ class MemoryBroker(Broker):
         """:meth:`recover`, synchronously (nothing to wait for in one process)."""
         state = self._groups.get(group)
         current = NO_POSITION if state is None else Position(state.epoch, state.offset)
-        options = self.policies(group)
-        if not since.epoch:
-            return Recovery(False, "no_position", (), current)
-        if not options.history_size:
-            return Recovery(False, "no_history", (), current)
-        if state is None or since.epoch != state.epoch or since.offset > state.offset:
-            return Recovery(False, "epoch_changed", (), current)
-        missed = state.offset - since.offset
-        if missed == 0:
-            return Recovery(True, "", (), current)
-        if missed > options.max_recovery:
-            return Recovery(False, "too_many", (), current)
+        history = state.history if state is not None else deque()
         now = time.monotonic()
-        history = state.history
-        while history and now - history[0][1] > options.history_ttl:
+        ttl = self.policies(group).history_ttl
+        while history and now - history[0][1] > ttl:
             history.popleft()
-        if not history or history[0][0] > since.offset + 1:
-            return Recovery(False, "too_old", (), current)
-        items = tuple(item for offset, _, item in history if offset > since.offset)
-        return Recovery(True, "", items, current)
+        items = [item for _, _, item in history]
+        return judge_recovery(self.policies(group), since, current, items)
 
     def presence_add(self, group: str, session_id: str, user_id: str | None) -> None:
         """Record the session in the group's presence."""

@@ -43,6 +43,7 @@ from .base import (
     Presence,
     Publication,
     Recovery,
+    judge_recovery,
     new_node_id,
 )
 from .commands import CommandQueue
@@ -241,8 +242,7 @@ class RedisBroker(Broker):
     def interest(self, group: str) -> None:
         """Subscribe to ``group``'s channel (batched with others asked for meanwhile)."""
         loop = self._ensure_started()
-        if self._unsubscribe_at.pop(group, None) is not None and group in self._channels:
-            return
+        self._unsubscribe_at.pop(group, None)  # back before its unsubscribe: keep it
         if group in self._channels:
             return
         self._channels[group] = _Channel(group, self.policies(group).history_size > 0, loop)
@@ -597,31 +597,12 @@ class RedisBroker(Broker):
                 raise
             return Recovery(False, "unavailable", (), NO_POSITION)
         current = Position(epoch.decode(), int(top))
-        if not since.epoch:
-            return Recovery(False, "no_position", (), current)
-        if not options.history_size:
-            return Recovery(False, "no_history", (), current)
-        if since.epoch != current.epoch or since.offset > current.offset:
-            return Recovery(False, "epoch_changed", (), current)
-        missed = current.offset - since.offset
-        if missed == 0:
-            return Recovery(True, "", (), current)
-        if missed > options.max_recovery:
-            return Recovery(False, "too_many", (), current)
         # Raw from the script: [id, [field, value]] per entry.
         publications = [
             wire.decode_entry(group, current.epoch, entry_id, fields[1])
             for entry_id, fields in entries
         ]
-        if not publications or publications[0].offset != since.offset + 1:
-            return Recovery(False, "too_old", (), current)
-        # Entries must be consecutive: a hole means trimming raced the read.
-        for before, after in itertools.pairwise(publications):
-            if after.offset != before.offset + 1:
-                return Recovery(False, "too_old", (), current)
-        if publications[-1].offset < current.offset:
-            return Recovery(False, "too_old", (), current)
-        return Recovery(True, "", tuple(publications), current)
+        return judge_recovery(options, since, current, publications)
 
     # ---- presence --------------------------------------------------------------------------
 

@@ -13,13 +13,14 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
 
 from fullduplex.app import App
-from fullduplex.brokers import Gap, Position, Publisher, RedisBroker
+from fullduplex.brokers import Gap, Position, Publisher, RedisBroker, wire
 from fullduplex.exceptions import BrokerError
 from tests.brokers.clients import join, server_process
 from tests.brokers.redis_servers import RedisServer, Relay
-from tests.brokers.room_app import build
+from tests.brokers.room_app import build, stamp_text
 from tests.helpers import seconds
 
 
@@ -232,6 +233,40 @@ class TestOrderAndGaps:
                 await speaker.close()
 
 
+class TestRouting:
+    async def test_a_process_without_members_receives_nothing(
+        self, redis_server: RedisServer
+    ) -> None:
+        """Only a process with a member subscribes; it unsubscribes after the last leaves."""
+        a = node(redis_server.url, unsubscribe_delay=0.2)
+        b = node(redis_server.url, unsubscribe_delay=0.2)
+        channel = wire.channel("room:route")
+        with redis.Redis(port=redis_server.port) as client:
+
+            def subscribers() -> int:
+                return int(client.pubsub_numsub(channel)[0][1])
+
+            async with serving(a, b) as (port_a, _):
+                member = await join(port_a, "route")
+                assert subscribers() == 1
+                with Publisher(redis_server.url) as publisher:
+                    for i in range(20):
+                        await asyncio.to_thread(publisher.publish, "room:route", f"m{i}")
+                    await member.wait_for(20)
+                    assert b.broker.stats()["received"] == 0
+                    assert b.broker.stats()["groups"] == 0
+                    assert a.broker.stats()["received"] >= 20
+                    await member.close()
+                    await eventually(lambda: subscribers() == 0, timeout=5)
+                    assert a.broker.stats()["unsubscribed"] == 1
+                    before = a.broker.stats()["received"]
+                    for i in range(5):
+                        await asyncio.to_thread(publisher.publish, "room:route", f"late{i}")
+                    await asyncio.sleep(0.3)
+                    assert a.broker.stats()["received"] == before
+                    assert a.broker.stats()["groups"] == 0
+
+
 class TestRecovery:
     async def test_after_a_cut(self, redis_server: RedisServer) -> None:
         a, b = node(redis_server.url), node(redis_server.url)
@@ -250,6 +285,49 @@ class TestRecovery:
             assert back.recovery[0].split()[1:3] == ["yes", "-"]
             assert back.bodies == [f"missed {i}" for i in range(100)] + ["newer"]
             assert gap_free([member.offsets[-1], *back.offsets])
+            await back.close()
+            await talker.close()
+
+    async def test_with_no_message_before_the_cut(self, redis_server: RedisServer) -> None:
+        """A member that joined a group nothing was published to yet still has a position
+        (the recovery line's) and gets everything published while it was away."""
+        a, b = node(redis_server.url), node(redis_server.url)
+        async with serving(a, b) as (port_a, port_b):
+            member = await join(port_a, "empty")
+            words = member.recovery[0].split()
+            assert words[1:3] == ["no", "no_position"] and words[3] != "-"
+            await member.close()
+            talker = await join(port_b, "empty", user="t")
+            for i in range(3):
+                await talker.ws.send(f"while away {i}")
+            await talker.wait_for(3)
+            back = await join(port_a, "empty", since=member.position)
+            await back.wait_for(3)
+            assert back.recovery[0].split()[1:3] == ["yes", "-"]
+            assert back.bodies == [f"while away {i}" for i in range(3)]
+            assert back.offsets == [1, 2, 3]
+            await back.close()
+            await talker.close()
+
+    async def test_more_than_max_recovery_is_not_replayed(self, redis_server: RedisServer) -> None:
+        app = App(broker=RedisBroker(redis_server.url))
+        app.configure_groups("room:few", history_size=100, max_recovery=5, stamp=stamp_text)
+        build(app)
+        async with serving(app) as (port,):
+            member = await join(port, "few")
+            await member.ws.send("seen")
+            await member.wait_for(1)
+            await member.close()
+            talker = await join(port, "few", user="t")
+            for i in range(6):
+                await talker.ws.send(f"missed {i}")
+            await talker.wait_for(6)
+            back = await join(port, "few", since=member.position)
+            words = await back.wait_recovery()
+            assert words[1:3] == ["no", "too_many"]
+            await talker.ws.send("newer")
+            await back.wait_for(1)
+            assert back.bodies == ["newer"]  # never a partial replay
             await back.close()
             await talker.close()
 

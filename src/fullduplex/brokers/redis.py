@@ -590,6 +590,8 @@ class RedisBroker(Broker):
                     wire.keys(group)[:2],
                     since.offset + 1,
                     max(options.max_recovery, 1) + 1,
+                    new_node_id(),
+                    int(options.meta_ttl * _MS),
                 )
             )
         except (TimeoutError, asyncio.CancelledError, BrokerError):

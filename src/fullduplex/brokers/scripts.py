@@ -55,9 +55,17 @@ return {position[1] or '', tonumber(position[2] or '0')}
 """
 
 RECOVER = """
--- KEYS: meta, stream. ARGV: first offset wanted, most entries. Returns {epoch, top, entries}.
+-- KEYS: meta, stream. ARGV: first offset wanted, most entries, new epoch, meta ttl.
+-- Returns {epoch, top, entries}. A group with no state gets its epoch here, so that a client
+-- that joins before the first publish has a position to come back with.
 local position = redis.call('HMGET', KEYS[1], 'e', 'o')
-local epoch, top = position[1] or '', tonumber(position[2] or '0')
+local epoch, top = position[1], tonumber(position[2] or '0')
+if not epoch then
+  epoch, top = ARGV[3], 0
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('DEL', KEYS[2])
+end
 local entries = {}
 if tonumber(ARGV[1]) <= top then
   entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])

@@ -52,11 +52,12 @@ __all__ = [
     "broker_from_url",
 ]
 
-_SCHEMES = ("redis://", "rediss://", "unix://")
+_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
 
 def broker_from_url(url: str | None) -> Broker:
-    """The broker a URL names: ``memory://`` (or empty) or ``redis://...``/``rediss://...``.
+    """The broker a URL names: ``memory://`` (or empty), ``redis://...``/``rediss://...`` (one
+    Redis) or ``redis+cluster://...``/``rediss+cluster://...`` (a Redis Cluster).
 
     Raises:
         ValueError: The URL names no broker fullduplex has.
@@ -67,7 +68,10 @@ def broker_from_url(url: str | None) -> Broker:
         from .redis import RedisBroker  # noqa: PLC0415 - the optional extra
 
         return RedisBroker(url)
-    raise ValueError(f"unknown broker URL {url!r}: use redis://HOST:PORT/DB or memory://")
+    raise ValueError(
+        f"unknown broker URL {url!r}: use redis://HOST:PORT/DB, redis+cluster://HOST:PORT"
+        " or memory://"
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..exceptions import BrokerError
-from . import scripts, wire
+from . import clients, scripts, wire
 from .base import GroupOptions, Position, new_node_id
 
 __all__ = ["Publisher"]
@@ -31,7 +31,8 @@ class Publisher:
     """A blocking publisher to the groups of apps that use one Redis.
 
     Args:
-        url: The broker URL the apps use (``redis://host:port/db``).
+        url: The broker URL the apps use (``redis://host:port/db``, or
+            ``redis+cluster://host:port`` for a Redis Cluster).
         timeout: Seconds a publish may take before it fails with BrokerError.
         idempotency_ttl: Seconds during which a second publish with the same idempotency
             key is not delivered again.
@@ -39,16 +40,15 @@ class Publisher:
 
     def __init__(self, url: str, *, timeout: float = 5.0, idempotency_ttl: float = 30.0) -> None:
         try:
-            import redis  # noqa: PLC0415 - the optional extra
+            import redis  # noqa: F401, PLC0415 - the optional extra
         except ImportError as exc:  # pragma: no cover - the test environment has it
             raise ImportError(
                 f"Publisher needs redis-py: pip install 'fullduplex[redis]' ({exc})"
             ) from exc
         self.url = url
         self.idempotency_ttl = idempotency_ttl
-        self._client: Any = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        _, self._cluster = clients.split_url(url)
+        self._client: Any = clients.sync_client(url, timeout=timeout)
         self._script: Any = self._client.register_script(scripts.PUBLISH)
 
     def publish(
@@ -88,7 +88,7 @@ class Publisher:
                     -1,
                     -1,
                     int(GroupOptions().meta_ttl * _MS),
-                    "PUBLISH",
+                    "SPUBLISH" if self._cluster else "PUBLISH",
                     int(self.idempotency_ttl * _MS) if idempotency_key else 0,
                 ],
             )

@@ -1,7 +1,7 @@
 """RedisBroker: groups across processes and machines, on Redis pub/sub, streams and Lua.
 
 How it works (keys and payloads in :mod:`~fullduplex.brokers.wire`, scripts in
-:mod:`~fullduplex.brokers.scripts`):
+:mod:`~fullduplex.brokers.scripts`, connections in :mod:`~fullduplex.brokers.links`):
 
 - **Interest-based routing.** The process SUBSCRIBEs to a group's channel when its first local
   member joins and UNSUBSCRIBEs ``unsubscribe_delay`` seconds after the last one left (both
@@ -18,6 +18,12 @@ How it works (keys and payloads in :mod:`~fullduplex.brokers.wire`, scripts in
   own probe channel; if its pub/sub connection does not bring it back within
   ``probe_timeout``, the connection is deemed deaf (TCP open, nothing arriving), dropped and
   made again.
+- **Redis Cluster** (``redis+cluster://`` URLs): sharded pub/sub (SSUBSCRIBE, SPUBLISH in the
+  script), one pub/sub connection per master, each group's channel on the master that owns
+  its slot (every key of a group has the group's name as hash tag, so the groups spread over
+  the slots as their names hash). When a slot moves (Redis drops the subscription) or a
+  connection is lost, the cluster's layout is read again and the groups are subscribed where
+  they now live, their positions checked as after any reconnect.
 
 Requires the ``redis`` extra: ``pip install 'fullduplex[redis]'`` (redis-py with hiredis).
 """
@@ -26,14 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import time
 from collections.abc import Collection
 from typing import Any
 
 from ..exceptions import BrokerError
-from . import scripts, wire
+from . import clients, scripts, wire
 from .base import (
     NO_POSITION,
     Broker,
@@ -47,6 +51,7 @@ from .base import (
     new_node_id,
 )
 from .commands import CommandQueue
+from .links import PubSubLink
 from .sequencer import Fetch, Outcome, Sequencer
 
 __all__ = ["RedisBroker"]
@@ -61,38 +66,31 @@ _SCRIPTS = {
     "presence_refresh": scripts.PRESENCE_REFRESH,
     "presence_read": scripts.PRESENCE_READ,
 }
-_SUBSCRIBE_CHUNK = 512
 _MS = 1000
-
-
-def _redis() -> Any:
-    try:
-        import redis.asyncio  # noqa: PLC0415 - the optional extra, only when used
-    except ImportError as exc:  # pragma: no cover - the test environment has it
-        raise ImportError(
-            f"RedisBroker needs redis-py ({exc}): pip install 'fullduplex[redis]'"
-        ) from exc
-    return redis.asyncio
 
 
 class _Channel:
     """This process's subscription to one group."""
 
-    __slots__ = ("confirmed", "ready", "sequencer")
+    __slots__ = ("confirmed", "link", "ready", "sequencer")
 
     def __init__(self, group: str, history: bool, loop: asyncio.AbstractEventLoop) -> None:
         self.sequencer = Sequencer(group, history=history)
         self.confirmed = False
+        # The connection the group's channel is subscribed on (None: not routed yet).
+        self.link: PubSubLink | None = None
         # Set once the subscription is live and the group's position was read.
         self.ready: asyncio.Future[None] = loop.create_future()
 
 
 class RedisBroker(Broker):
-    """Groups across every process connected to one Redis.
+    """Groups across every process connected to one Redis or one Redis Cluster.
 
     Args:
-        url: ``redis://[user:password@]host:port/db`` or ``rediss://`` (TLS).
-        probe_interval: Seconds between two probes of the pub/sub connection.
+        url: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS), or
+            ``redis+cluster://host:port`` (``rediss+cluster://``) for a Redis Cluster, named
+            by any of its nodes.
+        probe_interval: Seconds between two probes of a pub/sub connection.
         probe_timeout: Seconds a probe may take before the connection is deemed deaf
             (default: ``probe_interval``).
         settle_delay: Seconds to wait, after a position read, for publications still in
@@ -104,6 +102,9 @@ class RedisBroker(Broker):
             delivered only once.
         reconnect_delay: The first delay before reconnecting; doubled after each failure,
             up to ``max_reconnect_delay``.
+
+    Raises:
+        ValueError: ``url`` is not a Redis URL.
     """
 
     def __init__(
@@ -121,6 +122,7 @@ class RedisBroker(Broker):
     ) -> None:
         super().__init__()
         self.url = url
+        _, self.cluster = clients.split_url(url)
         self.probe_interval = probe_interval
         self.probe_timeout = probe_interval if probe_timeout is None else probe_timeout
         self.settle_delay = settle_delay
@@ -130,27 +132,23 @@ class RedisBroker(Broker):
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self._client: Any = None
-        self._pubsub_client: Any = None
+        self._node_clients: list[Any] = []
         self._commands: CommandQueue | None = None
-        self._pubsub: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: dict[str, _Channel] = {}
-        self._to_subscribe: set[str] = set()
+        # Pub/sub connections by node name ("" for a single Redis).
+        self._links: dict[str, PubSubLink] = {}
+        self._unrouted: set[str] = set()
+        self._router: asyncio.Task[None] | None = None
+        self._refresh_layout = False
+        self._layout_known = False
         self._unsubscribe_at: dict[str, float] = {}
         self._to_position: set[str] = set()
         self._presence_local: dict[str, dict[str, str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._supervisor: asyncio.Task[None] | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._prober: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._unsubscribe_timer: asyncio.TimerHandle | None = None
-        self._flush_scheduled = False
-        self._probe_channel = wire.probe_channel(self.node_id).encode()
-        self._probe_seen = 0
-        self._probes = itertools.count(1)
         self._closing = False
-        self._connected = asyncio.Event()
         self._failing = False
         self._counters = dict.fromkeys(
             (
@@ -165,6 +163,7 @@ class RedisBroker(Broker):
                 "deaf",
                 "subscribed",
                 "unsubscribed",
+                "moved",
                 "malformed",
             ),
             0,
@@ -180,22 +179,11 @@ class RedisBroker(Broker):
         if self._client is not None:
             return
         self._closing = False
-        self._supervisor = self._prober = self._refresher = None
+        self._refresher = self._router = None
+        self._layout_known = False
         self._channels.clear()
         self._loop = asyncio.get_running_loop()
-        redis = _redis()
-        from redis.backoff import NoBackoff  # noqa: PLC0415
-        from redis.retry import Retry  # noqa: PLC0415
-
-        # No automatic retry: a publish retried after a lost reply could run twice, and a
-        # pub/sub reconnect must be seen here to check what was missed.
-        common: dict[str, Any] = {
-            "retry": Retry(NoBackoff(), 0),
-            "socket_connect_timeout": self.command_timeout,
-            "socket_keepalive": True,
-        }
-        self._client = redis.Redis.from_url(self.url, socket_timeout=self.command_timeout, **common)
-        self._pubsub_client = redis.Redis.from_url(self.url, socket_timeout=None, **common)
+        self._client = clients.async_client(self.url, timeout=self.command_timeout)
         self._commands = CommandQueue(self._client, _SCRIPTS, self._publish_failed)
 
     async def close(self) -> None:
@@ -204,30 +192,33 @@ class RedisBroker(Broker):
         if self._commands is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._commands.drain(), self.command_timeout)
-        for task in (self._supervisor, self._prober, self._refresher, *self._tasks):
-            if task is not None:
-                task.cancel()
-        for task in (self._supervisor, self._prober, self._refresher, *self._tasks):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        tasks = [task for task in (self._router, self._refresher, *self._tasks) if task]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for link in self._links.values():
+            await link.close()
+        self._links.clear()
         if self._unsubscribe_timer is not None:
             self._unsubscribe_timer.cancel()
-        for client in (self._client, self._pubsub_client):
+        for client in (self._client, *self._node_clients):
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.aclose()
-        self._client = self._pubsub_client = self._commands = None
+        self._node_clients.clear()
+        self._client = self._commands = None
 
     def _ensure_started(self) -> asyncio.AbstractEventLoop:
         if self._client is None:
             raise RuntimeError("the RedisBroker is not started: await broker.start() first")
         loop = self._loop
         assert loop is not None
-        if self._supervisor is None and not self._closing:
-            self._supervisor = loop.create_task(self._supervise())
-            self._prober = loop.create_task(self._probe_loop())
+        if self._refresher is None and not self._closing:
             self._refresher = loop.create_task(self._refresh_loop())
+            if not self.cluster:
+                self._links[""] = self._new_link("", None, None)
         return loop
 
     def _spawn(self, coro: Any) -> None:
@@ -237,6 +228,158 @@ class RedisBroker(Broker):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # ---- pub/sub connections: one, or one per cluster master --------------------------------
+
+    def _new_link(self, name: str, host: str | None, port: int | None) -> PubSubLink:
+        node_client = clients.async_node_client(
+            self.url, connect_timeout=self.command_timeout, host=host, port=port
+        )
+        self._node_clients.append(node_client)
+        client = self._client
+        if self.cluster:
+            probe = wire.probe_channel(self.node_id, self._probe_tag(name)).encode()
+
+            async def publish_probe(channel: bytes, token: bytes) -> object:
+                node = client.get_node(node_name=name)
+                if node is None:
+                    raise BrokerError(f"{name} is no longer a node of the cluster")
+                return await client.execute_command("SPUBLISH", channel, token, target_nodes=node)
+
+        else:
+            probe = wire.probe_channel(self.node_id).encode()
+
+            async def publish_probe(channel: bytes, token: bytes) -> object:
+                return await client.publish(channel, token)
+
+        return PubSubLink(
+            self,
+            node_client.pubsub,
+            publish_probe,
+            probe,
+            sharded=self.cluster,
+            probe_interval=self.probe_interval,
+            probe_timeout=self.probe_timeout,
+            reconnect_delay=self.reconnect_delay,
+            max_reconnect_delay=self.max_reconnect_delay,
+            counters=self._counters,
+            name=name or self.url,
+        )
+
+    def _probe_tag(self, name: str) -> str:
+        """A hash tag whose slot the cluster node ``name`` owns (for its link's probe)."""
+        from redis.crc import key_slot  # noqa: PLC0415 - the optional extra
+
+        slots = self._client.nodes_manager.slots_cache
+        for number in range(100_000):
+            tag = str(number)
+            owners = slots.get(key_slot(wire.probe_channel(self.node_id, tag).encode()))
+            if owners and owners[0].name == name:
+                return tag
+        raise BrokerError(f"the cluster node {name} owns no slot")
+
+    def _schedule_route(self, *, refresh: bool) -> None:
+        """Subscribe the unrouted groups on their masters' links (cluster), reading the
+        cluster's layout again first when ``refresh``."""
+        self._refresh_layout = self._refresh_layout or refresh
+        if self._router is None or self._router.done():
+            assert self._loop is not None
+            self._router = self._loop.create_task(self._route())
+
+    async def _route(self) -> None:
+        delay = self.reconnect_delay
+        client = self._client
+        while not self._closing:
+            try:
+                if not self._layout_known:
+                    await client.initialize()
+                    self._layout_known = True
+                    self._refresh_layout = False
+                elif self._refresh_layout:
+                    self._refresh_layout = False
+                    await client.nodes_manager.initialize()
+                    self._unrouted.update(self._channels)  # any group may have moved
+            except Exception as exc:
+                self._refresh_layout = True
+                if not self._failing:
+                    _logger.warning("reading the Redis Cluster's layout failed (%s)", exc)
+                    self._failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_reconnect_delay)
+                continue
+            self._failing = False
+            self._assign()
+            if not self._refresh_layout and not self._unrouted:
+                return
+
+    def _assign(self) -> None:
+        client = self._client
+        groups, self._unrouted = self._unrouted, set()
+        for group in groups:
+            channel = self._channels.get(group)
+            if channel is None:
+                continue
+            node = client.get_node_from_key(wire.channel(group))
+            old = channel.link
+            if old is not None and old.name == node.name and group in old.groups:
+                continue
+            if old is not None:
+                old.remove([group])
+                self._counters["moved"] += 1
+            link = self._links.get(node.name)
+            if link is None:
+                link = self._links[node.name] = self._new_link(node.name, node.host, node.port)
+            channel.link = link
+            channel.confirmed = False
+            link.add(group)
+        for name, link in self._links.items():
+            # After a failover or a resharding, a link's probe slot may have moved too.
+            tag = self._probe_tag_if_owned(name)
+            if tag is not None:
+                link.probe_channel = wire.probe_channel(self.node_id, tag).encode()
+
+    def _probe_tag_if_owned(self, name: str) -> str | None:
+        try:
+            return self._probe_tag(name)
+        except BrokerError:
+            return None
+
+    # ---- what the links report --------------------------------------------------------------
+
+    def link_received(self, name: bytes, payload: bytes) -> None:
+        """A publication arrived on a link: order it and deliver it."""
+        self._received(name, payload)
+
+    def link_confirmed(self, link: PubSubLink, group: str) -> None:
+        """A subscription is live: read the group's position (batched)."""
+        channel = self._channels.get(group)
+        if channel is None or channel.link is not link or channel.confirmed:
+            return
+        channel.confirmed = True
+        self._counters["subscribed"] += 1
+        self._to_position.add(group)
+        if len(self._to_position) == 1:
+            self._spawn(self._read_positions())
+
+    def link_down(self, link: PubSubLink) -> None:
+        """A link lost its connection: its groups are checked again once resubscribed."""
+        for group in link.groups:
+            channel = self._channels.get(group)
+            if channel is not None:
+                channel.confirmed = False
+        if self.cluster and link.groups:
+            self._schedule_route(refresh=True)  # a failover may have moved its slots
+
+    def link_moved(self, link: PubSubLink, group: str) -> None:
+        """Redis dropped a group's sharded subscription: its slot moved; follow it."""
+        channel = self._channels.get(group)
+        if channel is None:
+            return
+        channel.confirmed = False
+        channel.link = None
+        self._counters["moved"] += 1
+        self._unrouted.add(group)
+        self._schedule_route(refresh=True)
+
     # ---- interest: subscribing and unsubscribing, batched -----------------------------------
 
     def interest(self, group: str) -> None:
@@ -245,9 +388,16 @@ class RedisBroker(Broker):
         self._unsubscribe_at.pop(group, None)  # back before its unsubscribe: keep it
         if group in self._channels:
             return
-        self._channels[group] = _Channel(group, self.policies(group).history_size > 0, loop)
-        self._to_subscribe.add(group)
-        self._schedule_flush()
+        channel = self._channels[group] = _Channel(
+            group, self.policies(group).history_size > 0, loop
+        )
+        if self.cluster:
+            self._unrouted.add(group)
+            self._schedule_route(refresh=False)
+        else:
+            link = self._links[""]
+            channel.link = link
+            link.add(group)
 
     def disinterest(self, group: str) -> None:
         """Unsubscribe from ``group`` after ``unsubscribe_delay`` unless a member comes back."""
@@ -259,123 +409,30 @@ class RedisBroker(Broker):
                 self.unsubscribe_delay, self._unsubscribe_due
             )
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled and self._loop is not None:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._spawn, self._flush_subscriptions())
-
-    async def _flush_subscriptions(self) -> None:
-        self._flush_scheduled = False
-        groups, self._to_subscribe = [g for g in self._to_subscribe if g in self._channels], set()
-        pubsub = self._pubsub
-        if pubsub is None or not groups:
-            return  # the reader subscribes to every group when it connects
-        with contextlib.suppress(Exception):  # a failure is the reader's to see and heal
-            for start in range(0, len(groups), _SUBSCRIBE_CHUNK):
-                chunk = groups[start : start + _SUBSCRIBE_CHUNK]
-                await pubsub.subscribe(*(wire.channel(group) for group in chunk))
-
     def _unsubscribe_due(self) -> None:
         loop = self._loop
         assert loop is not None
         self._unsubscribe_timer = None
         now = loop.time()
         due = [group for group, at in self._unsubscribe_at.items() if at <= now]
+        by_link: dict[PubSubLink, list[str]] = {}
         for group in due:
             del self._unsubscribe_at[group]
+            self._unrouted.discard(group)
             channel = self._channels.pop(group, None)
-            if channel is not None and not channel.ready.done():
+            if channel is None:
+                continue
+            if not channel.ready.done():
                 channel.ready.cancel()
+            if channel.link is not None:
+                by_link.setdefault(channel.link, []).append(group)
+        for link, groups in by_link.items():
+            link.remove(groups)
         if self._unsubscribe_at:
             delay = max(0.0, min(self._unsubscribe_at.values()) - now)
             self._unsubscribe_timer = loop.call_later(delay, self._unsubscribe_due)
-        if due and self._pubsub is not None:
-            self._spawn(self._unsubscribe([wire.channel(group) for group in due]))
 
-    async def _unsubscribe(self, channels: list[str]) -> None:
-        pubsub = self._pubsub
-        if pubsub is None:
-            return
-        self._counters["unsubscribed"] += len(channels)
-        with contextlib.suppress(Exception):
-            for start in range(0, len(channels), _SUBSCRIBE_CHUNK):
-                await pubsub.unsubscribe(*channels[start : start + _SUBSCRIBE_CHUNK])
-
-    # ---- the pub/sub connection: read, reconnect, probe ------------------------------------
-
-    async def _supervise(self) -> None:
-        delay = self.reconnect_delay
-        while not self._closing:
-            pubsub = self._pubsub_client.pubsub()
-            try:
-                await pubsub.subscribe(self._probe_channel)
-                groups = list(self._channels)
-                self._to_subscribe.clear()
-                for channel in self._channels.values():
-                    channel.confirmed = False
-                for start in range(0, len(groups), _SUBSCRIBE_CHUNK):
-                    chunk = groups[start : start + _SUBSCRIBE_CHUNK]
-                    await pubsub.subscribe(*(wire.channel(group) for group in chunk))
-                self._pubsub = pubsub
-                self._reader = asyncio.get_running_loop().create_task(self._read(pubsub))
-                await self._reader
-            except asyncio.CancelledError:
-                if self._closing or asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    raise
-                # The prober cancelled a deaf reader: reconnect below.
-            except Exception as exc:
-                if not self._failing:
-                    _logger.warning("Redis pub/sub connection lost (%s); reconnecting", exc)
-                    self._failing = True
-            finally:
-                self._pubsub = None
-                self._connected.clear()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), 1.0)
-            if self._closing:
-                return
-            self._counters["reconnects"] += 1
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_reconnect_delay)
-            if self._connected.is_set():
-                delay = self.reconnect_delay
-
-    async def _read(self, pubsub: Any) -> None:
-        parse = pubsub.parse_response
-        probe = self._probe_channel
-        while True:
-            response = await parse(block=True)
-            if response is None:
-                continue
-            kind = response[0]
-            if kind in (b"message", b"smessage"):
-                name = response[1]
-                if name == probe:
-                    self._probed(response[2])
-                else:
-                    self._received(name, response[2])
-            else:
-                # Subscription bookkeeping: redis-py keeps its own sets, let it.
-                await pubsub.handle_message(response)
-                if kind in (b"subscribe", b"ssubscribe"):
-                    self._confirmed(response[1])
-
-    def _confirmed(self, name: bytes) -> None:
-        if name == self._probe_channel:
-            if self._failing:
-                _logger.warning("Redis pub/sub connection re-established")
-                self._failing = False
-            self._connected.set()
-            return
-        group = wire.group_of_channel(name)
-        channel = self._channels.get(group) if group is not None else None
-        if channel is None or channel.confirmed:
-            return
-        channel.confirmed = True
-        self._counters["subscribed"] += 1
-        self._to_position.add(group)  # type: ignore[arg-type]
-        if len(self._to_position) == 1:
-            self._spawn(self._read_positions())
+    # ---- positions, order, gaps and repairs -------------------------------------------------
 
     async def _read_positions(self) -> None:
         await asyncio.sleep(0)  # gather the confirmations of one batch
@@ -477,34 +534,6 @@ class RedisBroker(Broker):
             wire.decode_entry(group, epoch, entry_id, fields[b"d"]) for entry_id, fields in entries
         ]
 
-    def _probed(self, token: bytes) -> None:
-        with contextlib.suppress(ValueError):
-            self._probe_seen = max(self._probe_seen, int(token))
-
-    async def _probe_loop(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(self.probe_interval)
-            if self._pubsub is None or not self._connected.is_set() or self._client is None:
-                continue
-            token = next(self._probes)
-            deadline = time.monotonic() + self.probe_timeout
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self._client.publish(self._probe_channel, str(token)), self.probe_timeout
-                )
-            while self._probe_seen < token and time.monotonic() < deadline:
-                await asyncio.sleep(min(0.05, self.probe_timeout / 10))
-            if self._probe_seen < token and self._pubsub is not None:
-                self._counters["deaf"] += 1
-                _logger.warning(
-                    "Redis pub/sub connection deaf (no probe back in %.1fs): reconnecting",
-                    self.probe_timeout,
-                )
-                self._failing = True
-                reader = self._reader
-                if reader is not None:
-                    reader.cancel()
-
     # ---- publishing ------------------------------------------------------------------------
 
     def _publish_command(
@@ -535,7 +564,7 @@ class RedisBroker(Broker):
             data,
             *history,
             meta_ttl,
-            "PUBLISH",
+            "SPUBLISH" if self.cluster else "PUBLISH",
             int(self.idempotency_ttl * _MS) if key else 0,
         )
 
@@ -570,7 +599,9 @@ class RedisBroker(Broker):
 
     def _publish_failed(self, error: Exception) -> None:
         self._counters["publish_failures"] += 1
-        if self._counters["publish_failures"] == 1 or not self._failing:
+        # Once per outage: while a connection is known to be failing, its log line says it.
+        outage = self._failing or any(link.failing for link in self._links.values())
+        if self._counters["publish_failures"] == 1 or not outage:
             _logger.warning("a publish failed: %s", error)
 
     # ---- recovery --------------------------------------------------------------------------
@@ -668,8 +699,10 @@ class RedisBroker(Broker):
         off the pub/sub connection), ``delivered``, ``duplicates``, ``gaps``, ``repaired``
         (messages recovered from history to fill gaps), ``reconnects``, ``deaf`` (deaf
         connections found by the probe), ``subscribed``/``unsubscribed`` (channels),
-        ``malformed``; and ``groups`` (subscribed now)."""
+        ``moved`` (groups that followed their slot to another cluster master), ``malformed``;
+        and ``groups`` (subscribed now) and ``connections`` (pub/sub connections now)."""
         counters = dict(self._counters)
         counters["duplicates"] = sum(c.sequencer.duplicates for c in self._channels.values())
         counters["groups"] = len(self._channels)
+        counters["connections"] = len(self._links)
         return counters

@@ -493,6 +493,49 @@ class RedisCluster:
                 raise RuntimeError(f"the cluster did not become ok in time: {states}")
             time.sleep(0.05)
 
+    def node_ids(self) -> list[str]:
+        """The cluster id of every master, in the order of :attr:`nodes`."""
+        return [
+            _command(node.port, "CLUSTER", "MYID", timeout=seconds(2)).decode()
+            for node in self.nodes
+        ]
+
+    def owner_of(self, slot: int) -> int:
+        """The index in :attr:`nodes` of the master that owns ``slot`` (as the first master
+        sees the layout)."""
+        import redis  # noqa: PLC0415 - the tests' dependency, only the cluster helpers need it
+
+        ports = [node.port for node in self.nodes]
+        with redis.Redis(port=ports[0]) as client:
+            for first, last, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if first <= slot <= last:
+                    return ports.index(int(master[1]))
+        raise LookupError(f"no master owns slot {slot}")
+
+    def move_slot(self, slot: int, to: int) -> None:
+        """Move ``slot`` and its keys to master ``to`` (an index in :attr:`nodes`), the way
+        ``redis-cli --cluster reshard`` does: IMPORTING, MIGRATING, MIGRATE, SETSLOT NODE."""
+        import redis  # noqa: PLC0415
+
+        source = self.owner_of(slot)
+        if source == to:
+            return
+        ids = self.node_ids()
+        target_node, source_node = self.nodes[to], self.nodes[source]
+        with (
+            redis.Redis(port=target_node.port) as target,
+            redis.Redis(port=source_node.port) as origin,
+        ):
+            target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+            origin.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to])
+            while keys := origin.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                origin.execute_command(
+                    "MIGRATE", HOST, target_node.port, "", 0, 5000, "KEYS", *keys
+                )
+            for node in (target_node, source_node, *self.nodes):
+                with redis.Redis(port=node.port) as client:
+                    client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[to])
+
     def flushall(self) -> None:
         """Empty every master."""
         for node in self.nodes:

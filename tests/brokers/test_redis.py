@@ -161,6 +161,35 @@ class TestOrderAndGaps:
                 publisher.close()
                 await member.close()
 
+    async def test_lost_last_message_of_a_quiet_group_is_found(
+        self, redis_server: RedisServer
+    ) -> None:
+        """No later message reveals the loss: the periodic check finds it, repairs it from
+        history (a room) or reports it (a group without history)."""
+        gaps: list[Gap] = []
+        app = node(redis_server.url, gaps, check_interval=0.3)
+        async with serving(app) as (port,):
+            member = await join(port, "quiet")
+            session = next(iter(app.sessions("/room/{name}")))
+            session.join("plain")
+            await eventually(lambda: app.broker.stats()["subscribed"] == 2)
+            with Publisher(redis_server.url) as publisher:
+                await asyncio.to_thread(publisher.publish, "room:quiet", "1")
+                await asyncio.to_thread(publisher.publish, "plain", "p1")
+            await member.wait_for(1)
+            await eventually(lambda: member.unstamped == ["p1"])
+            # The last message of each, counted by Redis but never published.
+            redis_server.command("HINCRBY", "fd:{room:quiet}:m", "o", "1")
+            redis_server.command("XADD", "fd:{room:quiet}:s", "2-0", "d", "t:::lost 2")
+            redis_server.command("HINCRBY", "fd:{plain}:m", "o", "1")
+            await member.wait_for(2, timeout=5)
+            assert member.bodies == ["1", "lost 2"]
+            await eventually(lambda: gaps, timeout=5)
+            assert gaps == [Gap("plain", gaps[0].epoch, 2, 2, "reconnect")]
+            stats = app.broker.stats()
+            assert stats["repaired"] == 1 and stats["gaps"] == 1 and stats["checks"] >= 1
+            await member.close()
+
     @pytest.mark.parametrize("persistence", [False, True], ids=["empty", "aof"])
     async def test_redis_killed_and_restarted(self, persistence: bool) -> None:
         """Nothing is lost silently: every publish that succeeded is delivered to the other

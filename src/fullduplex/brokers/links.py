@@ -266,21 +266,33 @@ class PubSubLink:
         if group is not None and group in self.groups:
             self.owner.link_confirmed(self, group)
 
+    async def barrier(self) -> bool:
+        """Publish a probe and wait (up to ``probe_timeout``) until it comes back.
+
+        True when it did: then everything published on this node before the call was
+        received (a node sends a connection its messages in the order it executed the
+        publishes), so a publication counted in a position read before the call and not
+        received is lost.
+        """
+        if self._pubsub is None or not self._connected.is_set():
+            return False
+        token = next(self._probes)
+        deadline = time.monotonic() + self._probe_timeout
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self._publish_probe(self.probe_channel, str(token).encode()),
+                self._probe_timeout,
+            )
+        while self._probe_seen < token and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.02, self._probe_timeout / 10))
+        return self._probe_seen >= token
+
     async def _probe_loop(self) -> None:
         while not self._closing:
             await asyncio.sleep(self._probe_interval)
             if self._pubsub is None or not self._connected.is_set():
                 continue
-            token = next(self._probes)
-            deadline = time.monotonic() + self._probe_timeout
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self._publish_probe(self.probe_channel, str(token).encode()),
-                    self._probe_timeout,
-                )
-            while self._probe_seen < token and time.monotonic() < deadline:
-                await asyncio.sleep(min(0.05, self._probe_timeout / 10))
-            if self._probe_seen < token and self._pubsub is not None:
+            if not await self.barrier() and self._pubsub is not None:
                 self._counters["deaf"] += 1
                 _logger.warning(
                     "Redis pub/sub connection to %s deaf (no probe back in %.1fs): reconnecting",

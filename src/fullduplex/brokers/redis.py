@@ -102,6 +102,11 @@ class RedisBroker(Broker):
             delivered only once.
         reconnect_delay: The first delay before reconnecting; doubled after each failure,
             up to ``max_reconnect_delay``.
+        check_interval: Seconds between two checks of the positions of the subscribed
+            groups, which find a lost last message of a group that then went quiet (no later
+            message reveals that gap): each check reads the positions, then waits for a probe
+            through the pub/sub connection, so what the positions counted has arrived unless
+            it was lost. 0 disables the checks.
 
     Raises:
         ValueError: ``url`` is not a Redis URL.
@@ -119,6 +124,7 @@ class RedisBroker(Broker):
         idempotency_ttl: float = 30.0,
         reconnect_delay: float = 0.1,
         max_reconnect_delay: float = 5.0,
+        check_interval: float = 15.0,
     ) -> None:
         super().__init__()
         self.url = url
@@ -131,6 +137,7 @@ class RedisBroker(Broker):
         self.idempotency_ttl = idempotency_ttl
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
+        self.check_interval = check_interval
         self._client: Any = None
         self._node_clients: list[Any] = []
         self._commands: CommandQueue | None = None
@@ -147,6 +154,7 @@ class RedisBroker(Broker):
         self._presence_local: dict[str, dict[str, str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[None] | None = None
+        self._checker: asyncio.Task[None] | None = None
         self._unsubscribe_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._failing = False
@@ -164,6 +172,7 @@ class RedisBroker(Broker):
                 "subscribed",
                 "unsubscribed",
                 "moved",
+                "checks",
                 "malformed",
             ),
             0,
@@ -179,7 +188,7 @@ class RedisBroker(Broker):
         if self._client is not None:
             return
         self._closing = False
-        self._refresher = self._router = None
+        self._refresher = self._router = self._checker = None
         self._layout_known = False
         self._channels.clear()
         self._loop = asyncio.get_running_loop()
@@ -192,7 +201,11 @@ class RedisBroker(Broker):
         if self._commands is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._commands.drain(), self.command_timeout)
-        tasks = [task for task in (self._router, self._refresher, *self._tasks) if task]
+        tasks = [
+            task
+            for task in (self._router, self._refresher, self._checker, *self._tasks)
+            if task is not None
+        ]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -217,6 +230,8 @@ class RedisBroker(Broker):
         assert loop is not None
         if self._refresher is None and not self._closing:
             self._refresher = loop.create_task(self._refresh_loop())
+            if self.check_interval > 0:
+                self._checker = loop.create_task(self._check_loop())
             if not self.cluster:
                 self._links[""] = self._new_link("", None, None)
         return loop
@@ -457,6 +472,46 @@ class RedisBroker(Broker):
                 self._loop.call_later(self.settle_delay, self._settle, group)
             if not channel.ready.done():
                 channel.ready.set_result(None)
+
+    async def _check_loop(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self.check_interval)
+            for link in list(self._links.values()):
+                with contextlib.suppress(BrokerError):
+                    await self._check(link)
+
+    async def _check(self, link: PubSubLink) -> None:
+        """Read the positions of ``link``'s idle groups, wait for a probe to come back, then
+        take what the positions showed and never arrived for lost (repaired or reported)."""
+        commands = self._commands
+        if commands is None or not link.connected:
+            return
+        groups = [
+            group
+            for group in link.groups
+            if (channel := self._channels.get(group)) is not None
+            and channel.confirmed
+            and channel.ready.done()
+            and not channel.sequencer.repairing
+        ]
+        if not groups:
+            return
+        futures = [
+            commands.call(commands.script("position", (wire.keys(group)[0],))) for group in groups
+        ]
+        positions = await asyncio.gather(*futures)
+        if not await link.barrier():
+            return  # the prober deals with a connection that does not answer
+        self._counters["checks"] += 1
+        for group, (epoch, top) in zip(groups, positions, strict=True):
+            channel = self._channels.get(group)
+            if channel is None or channel.link is not link or not channel.confirmed:
+                continue
+            sequencer = channel.sequencer
+            if sequencer.repairing or (epoch.decode() == sequencer.epoch and top <= sequencer.last):
+                continue
+            self._apply(channel, sequencer.position(epoch.decode(), int(top)))
+            self._apply(channel, sequencer.settle())  # after the barrier: nothing in flight
 
     def _settle(self, group: str) -> None:
         channel = self._channels.get(group)

@@ -23,7 +23,7 @@ from ..protocol.handshake import Headers, Request, Response
 from .app import App
 from .codecs import BytesCodec, Codec, DecodeError, JSONCodec, PassthroughCodec, TextCodec
 from .endpoint import CloseReason, Endpoint, EndpointConfig
-from .groups import Group
+from .groups import Group, stamp_json
 from .http import response
 from .routing import Router
 from .session import Session
@@ -46,4 +46,5 @@ __all__ = [
     "Session",
     "TextCodec",
     "response",
+    "stamp_json",
 ]

@@ -190,6 +190,36 @@ class TestOrderAndGaps:
             assert stats["repaired"] == 1 and stats["gaps"] == 1 and stats["checks"] >= 1
             await member.close()
 
+    async def test_offsets_rewound_by_redis_start_a_new_epoch(
+        self, redis_server: RedisServer
+    ) -> None:
+        """What a failover that lost the latest writes looks like: the offset in Redis is
+        below what was delivered. Found at the resync, reported, and the group gets a new
+        epoch, so the next messages are delivered, not dropped as duplicates."""
+        gaps: list[Gap] = []
+        app = node(redis_server.url, gaps)
+        async with serving(app) as (port,):
+            member = await join(port, "rw")
+            with Publisher(redis_server.url) as publisher:
+                for i in range(3):
+                    await asyncio.to_thread(publisher.publish, "room:rw", f"m{i}")
+                await member.wait_for(3)
+                old_epoch = member.received[0][0]
+                redis_server.command("HSET", "fd:{room:rw}:m", "o", "1")
+                redis_server.command("CLIENT", "KILL", "TYPE", "pubsub")
+                await eventually(lambda: gaps)
+                assert gaps[0] == Gap("room:rw", old_epoch, 2, 3, "rewound")
+                await eventually(
+                    lambda: (
+                        redis_server.command("HGET", "fd:{room:rw}:m", "e").decode() != old_epoch
+                    )
+                )
+                await asyncio.to_thread(publisher.publish, "room:rw", "after")
+                await member.wait_for(4)
+            epoch, offset, body = member.received[-1]
+            assert (offset, body) == (1, "after") and epoch != old_epoch
+            await member.close()
+
     @pytest.mark.parametrize("persistence", [False, True], ids=["empty", "aof"])
     async def test_redis_killed_and_restarted(self, persistence: bool) -> None:
         """Nothing is lost silently: every publish that succeeded is delivered to the other

@@ -180,3 +180,14 @@ class TestReconnect:
         outcome = seq.position("e2", 2)
         assert outcome.gaps == [Gap("g", "e1", None, None, "epoch_changed")]
         assert seq.settle().gaps == [Gap("g", "e2", 1, 2, "reconnect")]
+
+    def test_offsets_rewound_by_redis(self) -> None:
+        """A failover lost the latest writes: the position is below what was delivered."""
+        seq = Sequencer("g", history=True)
+        seq.position("e1", 0)
+        for offset in (1, 2, 3):
+            seq.arrive(pub(offset))
+        outcome = seq.position("e1", 1)
+        assert outcome == ([], [Gap("g", "e1", 2, 3, "rewound")], None)
+        # Until the new epoch, a reused offset is taken as new rather than dropped.
+        assert offsets(seq.arrive(pub(2)).deliver) == [2]

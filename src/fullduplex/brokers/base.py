@@ -116,7 +116,9 @@ class Gap(NamedTuple):
         last: The last missing offset, or None when unknown.
         reason: ``"offset"`` (a publication skipped offsets), ``"epoch_changed"`` (the
             group's state was lost), ``"reconnect"`` (found missing after a reconnect to the
-            broker), ``"overflow"`` (this process could not buffer them while repairing).
+            broker), ``"overflow"`` (this process could not buffer them while repairing),
+            ``"rewound"`` (Redis forgot offsets ``first``-``last`` after they were delivered,
+            e.g. a failover lost writes: the group gets a new epoch).
     """
 
     group: str

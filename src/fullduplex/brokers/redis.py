@@ -62,6 +62,7 @@ _SCRIPTS = {
     "publish": scripts.PUBLISH,
     "position": scripts.POSITION,
     "recover": scripts.RECOVER,
+    "new_epoch": scripts.NEW_EPOCH,
     "presence_add": scripts.PRESENCE_ADD,
     "presence_refresh": scripts.PRESENCE_REFRESH,
     "presence_read": scripts.PRESENCE_READ,
@@ -548,6 +549,11 @@ class RedisBroker(Broker):
 
     def _gap(self, gap: Gap) -> None:
         self._counters["gaps"] += 1
+        if gap.reason == "rewound" and self._commands is not None:
+            commands = self._commands
+            commands.submit(
+                commands.script("new_epoch", wire.keys(gap.group)[:2], gap.epoch, new_node_id())
+            )
         if gap.first is None:
             _logger.warning("group %s: its state in Redis was lost (%s)", gap.group, gap.reason)
         else:

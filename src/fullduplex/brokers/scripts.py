@@ -6,7 +6,15 @@ expiry uses the server's clock (``TIME``), so machines with skewed clocks agree.
 
 from __future__ import annotations
 
-__all__ = ["POSITION", "PRESENCE_ADD", "PRESENCE_READ", "PRESENCE_REFRESH", "PUBLISH", "RECOVER"]
+__all__ = [
+    "NEW_EPOCH",
+    "POSITION",
+    "PRESENCE_ADD",
+    "PRESENCE_READ",
+    "PRESENCE_REFRESH",
+    "PUBLISH",
+    "RECOVER",
+]
 
 PUBLISH = """
 -- KEYS: meta, stream, idempotency result (meta when unused)
@@ -71,6 +79,17 @@ if tonumber(ARGV[1]) <= top then
   entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
 end
 return {epoch, top, entries}
+"""
+
+NEW_EPOCH = """
+-- KEYS: meta, stream. ARGV: the epoch that went wrong, the new epoch.
+-- Starts a new epoch (offsets from 1, history emptied) unless another process already did.
+if redis.call('HGET', KEYS[1], 'e') ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'e', ARGV[2], 'o', 0)
+redis.call('DEL', KEYS[2])
+return 1
 """
 
 PRESENCE_ADD = """

@@ -128,7 +128,14 @@ class Sequencer:
                 gaps.append(Gap(self.group, self.epoch, None, None, "epoch_changed"))
             self.epoch = epoch
             self.last = self.floor = 0
-        if top <= self.last:
+        if top < self.last:
+            # Redis forgot offsets that were delivered (a failover lost writes the replica had
+            # not received): the next publishes would reuse them. Say so; the broker then
+            # starts a new epoch, so that an offset never names two messages.
+            gaps.append(Gap(self.group, self.epoch, top + 1, self.last, "rewound"))
+            self.last = self.floor = top
+            return Outcome([], gaps, None)
+        if top == self.last:
             return Outcome([], gaps, None)
         if self.history:
             return Outcome([], gaps, self._start_fetch(self.last + 1, top, []))

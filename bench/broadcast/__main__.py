@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-messages", type=int, default=defaults.max_messages)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--json", help="write every result to this file")
+    parser.add_argument(
+        "--profile", default="", help="a directory: cProfile the first server of each library"
+    )
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.libraries.split(",") if name.strip()]
     unknown = [name for name in names if name not in LIBRARIES]
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         window=args.window,
         sample=args.sample,
         max_messages=args.max_messages,
+        profile=args.profile,
     )
     print(describe(cpus=None), flush=True)
     results: dict[str, list[Result]] = {name: [] for name in names}
@@ -120,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump({k: [r.as_dict() for r in v] for k, v in results.items()}, file)
-    failed = any(r.error or r.saturation.lost or r.latency.lost for v in results.values() for r in v)
+    failed = any(
+        r.error or r.saturation.lost or r.latency.lost for v in results.values() for r in v
+    )
     return 1 if failed else 0
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import django
-from django.conf import settings
+import django  # type: ignore[import-untyped]
+from django.conf import settings  # type: ignore[import-untyped]
 
 __all__ = ["GROUP", "LAYERS", "application", "layer_settings"]
 
@@ -50,7 +50,7 @@ if not settings.configured:
 
 from channels.generic.websocket import AsyncWebsocketConsumer  # type: ignore[import-untyped]  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # type: ignore[import-untyped]  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.urls import path  # type: ignore[import-untyped]  # noqa: E402
 
 
 class Room(AsyncWebsocketConsumer):  # type: ignore[misc]

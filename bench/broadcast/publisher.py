@@ -8,7 +8,8 @@ message, sequentially:
 - ``fullduplex``: ``fullduplex.brokers.Publisher(url).publish(group, text)`` (one EVALSHA);
 - ``socketio``: ``AsyncRedisManager(url, write_only=True).emit("m", text, room=...)``
   (one PUBLISH of a pickle);
-- ``channels-core`` / ``channels-pubsub``: ``channel_layer.group_send(group, event)``.
+- ``channels-core`` / ``channels-pubsub``: ``channel_layer.group_send(group, event)``;
+- ``raw`` (the floor): ``redis.asyncio`` ``PUBLISH``.
 
 Without ``--rate`` it publishes as fast as deliveries follow: at most ``--window`` messages
 ahead of the deliveries the receivers count (the counter file: their totals, 8-byte integers,
@@ -35,7 +36,7 @@ from . import payload
 
 __all__ = ["LIBRARIES", "main", "make_publish"]
 
-LIBRARIES = ("fullduplex", "socketio", "channels-core", "channels-pubsub")
+LIBRARIES = ("fullduplex", "socketio", "channels-core", "channels-pubsub", "raw")
 _COUNTER = struct.Struct("=q")
 
 Publish = Callable[[str], Awaitable[None]]
@@ -78,6 +79,17 @@ async def make_publish(library: str, url: str) -> Publish:
             await layer.group_send(GROUP, {"type": "bench.message", "text": text})
 
         return publish_channels
+    if library == "raw":
+        import redis.asyncio as redis_asyncio  # noqa: PLC0415
+
+        from .raw_server import CHANNEL  # noqa: PLC0415
+
+        client = redis_asyncio.Redis.from_url(url)
+
+        async def publish_raw(text: str) -> None:
+            await client.publish(CHANNEL, text)
+
+        return publish_raw
     raise ValueError(f"unknown library {library!r}; choose from {', '.join(LIBRARIES)}")
 
 

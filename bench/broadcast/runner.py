@@ -51,6 +51,7 @@ class Options:
     sample: int = 10
     settle: float = 5.0
     max_messages: int = 1_000_000
+    profile: str = ""  # a directory: run the first server under cProfile, its stats there
 
 
 @dataclass
@@ -122,14 +123,24 @@ def _popen(command: list[str], env: dict[str, str], **kwargs: Any) -> subprocess
 
 
 @contextlib.contextmanager
-def _servers(library: Library, redis: RedisServer, log: IO[bytes]) -> Iterator[list[Any]]:
-    """Two server processes of ``library``; yields ``[(process, port), ...]``."""
+def _servers(
+    library: Library, redis: RedisServer, log: IO[bytes], profile: str = ""
+) -> Iterator[list[Any]]:
+    """Two server processes of ``library``; yields ``[(process, port), ...]``.
+
+    With ``profile`` (a directory), the first runs under cProfile and leaves its statistics
+    in ``PROFILE/LIBRARY.prof`` when it stops.
+    """
     started: list[tuple[subprocess.Popen[bytes], int]] = []
     try:
-        for _ in range(2):
+        for index in range(2):
             port = free_port()
+            command = library.server_command(port, redis.url)
+            if profile and index == 0:
+                output = str(Path(profile, f"{library.name}.prof").resolve())
+                command[1:1] = ["-m", "cProfile", "-o", output]
             process = _popen(
-                library.server_command(port, redis.url),
+                command,
                 _env(library.server_env(redis.url)),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -159,18 +170,22 @@ def _delivered(counter: Path, slots: int) -> int:
     return sum(int.from_bytes(data[i * 8 : i * 8 + 8], sys.byteorder) for i in range(slots))
 
 
-def _wait_deliveries(counter: Path, slots: int, target: int, settle: float) -> int:
-    """Wait until ``target`` deliveries, or ``settle`` seconds without any; return the count."""
+def _wait_deliveries(counter: Path, slots: int, target: int, settle: float) -> tuple[int, int]:
+    """Wait until ``target`` deliveries, or ``settle`` seconds without any.
+
+    Returns:
+        The count, and when it last changed (``time.monotonic_ns``, polled every 2 ms).
+    """
     last = _delivered(counter, slots)
-    changed = time.monotonic()
+    changed = time.monotonic_ns()
     while last < target:
-        time.sleep(0.01)
+        time.sleep(0.002)
         now = _delivered(counter, slots)
         if now != last:
-            last, changed = now, time.monotonic()
-        elif time.monotonic() - changed > settle:
+            last, changed = now, time.monotonic_ns()
+        elif time.monotonic_ns() - changed > settle * 1e9:
             break
-    return last
+    return last, changed
 
 
 def _publish(
@@ -264,7 +279,7 @@ def run_library(
         log_path = Path(directory, "servers.log")
         with open(log_path, "wb") as log:
             try:
-                with _servers(library, redis, log) as servers:
+                with _servers(library, redis, log, options.profile) as servers:
                     urls = [library.url(port) for _, port in servers]
                     share, extra = divmod(options.connections, options.receivers)
                     for slot in range(options.receivers):
@@ -286,9 +301,7 @@ def run_library(
                             str(options.sample),
                         ]
                         receivers.append(
-                            _popen(
-                                command, _env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE
-                            )
+                            _popen(command, _env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
                         )
                     ready = 0
                     for receiver in receivers:
@@ -303,7 +316,13 @@ def run_library(
                     slots = options.receivers
                     # 0: warm-up
                     warm, _ = _publish(
-                        name, redis, counter, options, phase=0, count=options.warmup, rate=0,
+                        name,
+                        redis,
+                        counter,
+                        options,
+                        phase=0,
+                        count=options.warmup,
+                        rate=0,
                         max_time=30,
                     )
                     _wait_deliveries(
@@ -319,10 +338,16 @@ def run_library(
                     before = {k: sum(map(_cpu_seconds, v)) for k, v in pids.items()}
                     started = time.monotonic()
                     saturated, _ = _publish(
-                        name, redis, counter, options, phase=1, count=options.max_messages,
-                        rate=0, max_time=options.duration,
+                        name,
+                        redis,
+                        counter,
+                        options,
+                        phase=1,
+                        count=options.max_messages,
+                        rate=0,
+                        max_time=options.duration,
                     )
-                    _wait_deliveries(
+                    reached, done_ns = _wait_deliveries(
                         counter,
                         slots,
                         base + saturated["published"] * options.connections,
@@ -333,16 +358,25 @@ def run_library(
                     result.cpu = {k: (after[k] - before[k]) / elapsed for k in pids}
                     result.cpu["publisher"] = saturated["cpu_s"] / elapsed
                     # 2: latency at half the saturation rate
-                    first = _report_partial(saturated)
-                    rate = max(1.0, first / 2)
+                    # Messages/s delivered to everyone (the counter, polled every 10 ms).
+                    seconds = (done_ns - saturated["start_ns"]) / 1e9
+                    delivered_messages = (reached - base) / options.connections
+                    rate = max(1.0, delivered_messages / seconds / 2)
                     base = _delivered(counter, slots)
                     fixed, _ = _publish(
-                        name, redis, counter, options, phase=2,
-                        count=max(1, int(rate * options.duration)), rate=rate,
+                        name,
+                        redis,
+                        counter,
+                        options,
+                        phase=2,
+                        count=max(1, int(rate * options.duration)),
+                        rate=rate,
                         max_time=options.duration * 2 + 5,
                     )
                     _wait_deliveries(
-                        counter, slots, base + fixed["published"] * options.connections,
+                        counter,
+                        slots,
+                        base + fixed["published"] * options.connections,
                         options.settle,
                     )
                     reports = []
@@ -354,7 +388,7 @@ def run_library(
                     result.saturation = _phase_result(reports, 1, saturated, options.connections)
                     result.latency = _phase_result(reports, 2, fixed, options.connections)
                     result.latency.rate = rate
-            except Exception as exc:  # noqa: BLE001 - one library's failure is reported
+            except Exception as exc:  # one library's failure is reported, the others run
                 result.error = f"{type(exc).__name__}: {exc}"
                 log.flush()
                 tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
@@ -364,12 +398,6 @@ def run_library(
                 for receiver in receivers:
                     stop_process(receiver, grace=2)
     return result
-
-
-def _report_partial(saturated: dict[str, Any]) -> float:
-    """Messages/s the saturation phase published (its first to its last send)."""
-    seconds = (saturated["last_ns"] - saturated["start_ns"]) / 1e9
-    return saturated["published"] / seconds if seconds > 0 else float(saturated["published"])
 
 
 def median(values: list[float]) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-__all__ = ["LIBRARIES", "Library"]
+__all__ = ["FLOORS", "LIBRARIES", "Library"]
 
 
 @dataclass(frozen=True)
@@ -95,5 +95,14 @@ LIBRARIES: dict[str, Library] = {
             env=(("BENCH_REDIS_URL", "{redis}"), ("BENCH_CHANNELS_LAYER", "pubsub")),
             describe="Channels consumer, RedisPubSubChannelLayer, uvicorn (asyncio)",
         ),
+        Library(
+            "raw",
+            (_PY, "-m", "bench.broadcast.raw_server", "--port", "{port}", "--redis", "{redis}"),
+            "/",
+            describe="the floor: PUBLISH, redis-py pub/sub, one transport.write per member",
+        ),
     )
 }
+
+#: Rows that are no contestant (left out of the default run's ratios' "best competitor").
+FLOORS = ("raw",)

@@ -29,15 +29,16 @@ def table(results: dict[str, list[Result]]) -> str:
     """The Markdown table: medians over the repeats, min-max, ratios against fullduplex."""
     lines = [
         "| library | deliveries/s | vs fullduplex | p50 at half | p99 at half | half rate "
-        "msg/s | lost | redis CPU | servers CPU | receivers CPU | publisher CPU |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "msg/s | lost | server CPU/delivery | redis CPU | servers CPU | receivers CPU | "
+        "publisher CPU |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     good = {name: [r for r in runs if not r.error] for name, runs in results.items()}
     reference = median([r.saturation.deliveries_per_s for r in good.get("fullduplex", [])])
     for name, runs in good.items():
         if not runs:
             errors = "; ".join(r.error for r in results[name])
-            lines.append(f"| {name} | failed: {errors} |" + " |" * 10)
+            lines.append(f"| {name} | failed: {errors} |" + " |" * 11)
             continue
         rates = [r.saturation.deliveries_per_s for r in runs]
         rate = median(rates)
@@ -48,9 +49,11 @@ def table(results: dict[str, list[Result]]) -> str:
         half = median([r.latency.rate for r in runs])
         lost = sum(r.saturation.lost + r.latency.lost for r in runs)
         cpu = {k: median([r.cpu.get(k, 0.0) for r in runs]) for k in runs[0].cpu}
+        per = median([r.cpu_per_delivery_us("servers") for r in runs])
         lines.append(
             f"| {name} | {_fmt(rate)}{spread} | {ratio} | {_fmt(p50, ' ms')} | "
-            f"{_fmt(p99, ' ms')} | {_fmt(half)} | {lost} | {cpu.get('redis-server', 0):.0%} | "
+            f"{_fmt(p99, ' ms')} | {_fmt(half)} | {lost} | {_fmt(per, ' us')} | "
+            f"{cpu.get('redis-server', 0):.0%} | "
             f"{cpu.get('servers', 0):.0%} | {cpu.get('receivers', 0):.0%} | "
             f"{cpu.get('publisher', 0):.0%} |"
         )
@@ -108,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"  {sat.deliveries_per_s:,.0f} deliveries/s ({sat.published} msgs, "
                         f"lost {sat.lost}); at {lat.rate:.0f} msg/s p50 {lat.p50_ms:.2f} ms "
-                        f"p99 {lat.p99_ms:.2f} ms (lost {lat.lost}) cpu {result.cpu}",
+                        f"p99 {lat.p99_ms:.2f} ms (lost {lat.lost}); server CPU "
+                        f"{result.cpu_per_delivery_us('servers'):.2f} us/delivery; CPU shares "
+                        + ", ".join(f"{k} {v:.0%}" for k, v in result.cpu.items()),
                         file=sys.stderr,
                         flush=True,
                     )

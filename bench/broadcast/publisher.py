@@ -9,7 +9,7 @@ message, sequentially:
 - ``socketio``: ``AsyncRedisManager(url, write_only=True).emit("m", text, room=...)``
   (one PUBLISH of a pickle);
 - ``channels-core`` / ``channels-pubsub``: ``channel_layer.group_send(group, event)``;
-- ``raw`` (the floor): ``redis.asyncio`` ``PUBLISH``.
+- ``raw``, ``raw-batched`` (the floor): ``redis.asyncio`` ``PUBLISH``.
 
 Without ``--rate`` it publishes as fast as deliveries follow: at most ``--window`` messages
 ahead of the deliveries the receivers count (the counter file: their totals, 8-byte integers,
@@ -36,7 +36,7 @@ from . import payload
 
 __all__ = ["LIBRARIES", "main", "make_publish"]
 
-LIBRARIES = ("fullduplex", "socketio", "channels-core", "channels-pubsub", "raw")
+LIBRARIES = ("fullduplex", "socketio", "channels-core", "channels-pubsub", "raw", "raw-batched")
 _COUNTER = struct.Struct("=q")
 
 Publish = Callable[[str], Awaitable[None]]
@@ -79,7 +79,7 @@ async def make_publish(library: str, url: str) -> Publish:
             await layer.group_send(GROUP, {"type": "bench.message", "text": text})
 
         return publish_channels
-    if library == "raw":
+    if library in ("raw", "raw-batched"):
         import redis.asyncio as redis_asyncio  # noqa: PLC0415
 
         from .raw_server import CHANNEL  # noqa: PLC0415

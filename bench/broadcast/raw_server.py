@@ -6,6 +6,9 @@ hand-written handshake, then every message PUBLISHed on the Redis channel ``benc
 connection's ``transport.write``. No order check, no gap detection, no flow control: what
 is left is Redis, redis-py's reader, the event loop and one ``send`` per member. The
 ``raw`` row of ``python -m bench.broadcast`` (not a contestant: the floor of the others).
+With ``--batch`` (the ``raw-batched`` row), the messages parsed from one read of the pub/sub
+connection are joined and written with one ``transport.write`` per member: what coalescing
+the writes of one read would give a library.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = ["CHANNEL", "main"]
 CHANNEL = "bench-raw"
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
 _READY = b"\x81\x05ready"
+_MAX_BATCH = 64
 
 
 class _Member(asyncio.Protocol):
@@ -70,7 +74,7 @@ def _frame(data: bytes) -> bytes:
     return bytes((0x81, 127)) + size.to_bytes(8, "big") + data
 
 
-async def _serve(port: int, url: str) -> None:
+async def _serve(port: int, url: str, batch: bool) -> None:
     loop = asyncio.get_running_loop()
     members: set[asyncio.Transport] = set()
     client = redis_asyncio.Redis.from_url(url)
@@ -84,6 +88,15 @@ async def _serve(port: int, url: str) -> None:
             if response is None or response[0] != b"message":
                 continue
             frame = _frame(response[2])
+            if batch:  # the messages already read from Redis leave in one write per member
+                frames = [frame]
+                while len(frames) < _MAX_BATCH:
+                    more = await parse(block=False, timeout=0)
+                    if more is None:
+                        break
+                    if more[0] == b"message":
+                        frames.append(_frame(more[2]))
+                frame = b"".join(frames)
             for transport in members:
                 transport.write(frame)
 
@@ -111,8 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.broadcast.raw_server")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis", required=True)
+    parser.add_argument(
+        "--batch", action="store_true", help="one write per member for what one read brought"
+    )
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.port, args.redis))
+    asyncio.run(_serve(args.port, args.redis, args.batch))
 
 
 if __name__ == "__main__":

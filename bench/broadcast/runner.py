@@ -89,7 +89,14 @@ class Result:
     saturation: PhaseResult = field(default_factory=PhaseResult)
     latency: PhaseResult = field(default_factory=PhaseResult)
     cpu: dict[str, float] = field(default_factory=dict)  # share of one core, phase 1
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # CPU seconds, phase 1
     error: str = ""
+
+    def cpu_per_delivery_us(self, part: str) -> float:
+        """CPU microseconds ``part`` (``servers``, ``redis-server``, ...) spent per delivery
+        in the saturation phase."""
+        delivered = self.saturation.delivered
+        return self.cpu_seconds.get(part, 0.0) * 1e6 / delivered if delivered else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (with the derived figures)."""
@@ -357,6 +364,8 @@ def run_library(
                     after = {k: sum(map(_cpu_seconds, v)) for k, v in pids.items()}
                     result.cpu = {k: (after[k] - before[k]) / elapsed for k in pids}
                     result.cpu["publisher"] = saturated["cpu_s"] / elapsed
+                    result.cpu_seconds = {k: after[k] - before[k] for k in pids}
+                    result.cpu_seconds["publisher"] = saturated["cpu_s"]
                     # 2: latency at half the saturation rate
                     # Messages/s delivered to everyone (the counter, polled every 10 ms).
                     seconds = (done_ns - saturated["start_ns"]) / 1e9

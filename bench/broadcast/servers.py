@@ -101,8 +101,17 @@ LIBRARIES: dict[str, Library] = {
             "/",
             describe="the floor: PUBLISH, redis-py pub/sub, one transport.write per member",
         ),
+        Library(
+            "raw-batched",
+            (
+                *(_PY, "-m", "bench.broadcast.raw_server"),
+                *("--port", "{port}", "--redis", "{redis}", "--batch"),
+            ),
+            "/",
+            describe="raw, the messages of one read in one transport.write per member",
+        ),
     )
 }
 
 #: Rows that are no contestant (left out of the default run's ratios' "best competitor").
-FLOORS = ("raw",)
+FLOORS = ("raw", "raw-batched")

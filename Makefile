@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 LINTED := $(wildcard src tests bench examples)
 
-.PHONY: demo test lint typecheck unit bench deps venv extension system-deps node-deps clean
+.PHONY: demo test lint typecheck unit bench bench-broadcast deps venv extension system-deps node-deps clean
 
 # ---- set-up ---------------------------------------------------------------------------------
 
@@ -70,6 +70,10 @@ typecheck: venv
 
 bench: deps
 	$(PY) -m bench
+
+# Cross-process broadcast through one redis-server (bench/README.md, "Cross-process broadcast").
+bench-broadcast: venv extension system-deps
+	$(PY) -m bench.broadcast
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info $(NODE_DIR)/node_modules

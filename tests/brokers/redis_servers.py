@@ -366,9 +366,10 @@ class RedisServer:
 class _ClusterNode(RedisServer):
     """A master of a :class:`RedisCluster`: cluster mode, its bus on a free port of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, node_timeout_ms: int = 15_000) -> None:
         super().__init__()
         self.bus_port = 0
+        self.node_timeout_ms = node_timeout_ms
 
     def _choose_ports(self) -> None:
         super()._choose_ports()
@@ -382,6 +383,7 @@ class _ClusterNode(RedisServer):
             *("--cluster-enabled", "yes"),
             *("--cluster-config-file", "nodes.conf"),  # in the node's own directory
             *("--cluster-port", str(self.bus_port)),
+            *("--cluster-node-timeout", str(self.node_timeout_ms)),
         ]
 
 
@@ -389,7 +391,8 @@ class _ClusterNode(RedisServer):
 
 
 class RedisCluster:
-    """A real Redis Cluster on 127.0.0.1: MASTERS masters (no replicas), each on free ports.
+    """A real Redis Cluster on 127.0.0.1: MASTERS masters, each with REPLICAS replicas (none by
+    default), every node on free ports of its own.
 
     Created with ``redis-cli --cluster create``; ``start()`` returns once every node says
     ``cluster_state:ok`` and knows every other. Creation takes about two seconds (a master
@@ -397,15 +400,25 @@ class RedisCluster:
 
     Args:
         masters: How many masters (redis-cli wants at least three).
+        replicas: How many replicas each master has.
+        node_timeout_ms: ``cluster-node-timeout``: how long a master may be unreachable
+            before its replica takes over.
 
     Attributes:
-        nodes: The masters, as :class:`RedisServer` objects.
+        nodes: Every node, as :class:`RedisServer` objects (without replicas: the masters;
+            with them, :meth:`masters` says which are masters now).
     """
 
-    def __init__(self, *, masters: int = 3) -> None:
+    def __init__(
+        self, *, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 15_000
+    ) -> None:
         if masters < 3:
             raise ValueError("a Redis Cluster needs at least three masters")
-        self.nodes: list[RedisServer] = [_ClusterNode() for _ in range(masters)]
+        self.replicas = replicas
+        count = masters * (1 + replicas)
+        self.nodes: list[RedisServer] = [
+            _ClusterNode(node_timeout_ms=node_timeout_ms) for _ in range(count)
+        ]
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
@@ -445,7 +458,7 @@ class RedisCluster:
             "--cluster",
             "create",
             *(f"{host}:{port}" for host, port in self.startup_nodes),
-            *("--cluster-replicas", "0"),
+            *("--cluster-replicas", str(self.replicas)),
             "--cluster-yes",
         ]
         try:
@@ -501,12 +514,13 @@ class RedisCluster:
         ]
 
     def owner_of(self, slot: int) -> int:
-        """The index in :attr:`nodes` of the master that owns ``slot`` (as the first master
-        sees the layout)."""
+        """The index in :attr:`nodes` of the master that owns ``slot`` (as the first running
+        node sees the layout)."""
         import redis  # noqa: PLC0415 - the tests' dependency, only the cluster helpers need it
 
         ports = [node.port for node in self.nodes]
-        with redis.Redis(port=ports[0]) as client:
+        alive = next(node.port for node in self.nodes if node.running)
+        with redis.Redis(port=alive, socket_timeout=seconds(2)) as client:
             for first, last, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
                 if first <= slot <= last:
                     return ports.index(int(master[1]))
@@ -536,10 +550,23 @@ class RedisCluster:
                 with redis.Redis(port=node.port) as client:
                     client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[to])
 
+    def masters(self) -> list[int]:
+        """The indexes in :attr:`nodes` of the running nodes that are masters now."""
+        import redis  # noqa: PLC0415 - the tests' dependency, only the cluster helpers need it
+
+        indexes = []
+        for index, node in enumerate(self.nodes):
+            if not node.running:
+                continue
+            with redis.Redis(port=node.port, socket_timeout=seconds(2)) as client:
+                if client.execute_command("ROLE")[0] in (b"master", "master"):
+                    indexes.append(index)
+        return indexes
+
     def flushall(self) -> None:
         """Empty every master."""
-        for node in self.nodes:
-            node.command("FLUSHALL")
+        for index in self.masters():
+            self.nodes[index].command("FLUSHALL")
 
     def stop(self) -> None:
         """Kill every master and remove their directories. Safe to call more than once."""

@@ -13,6 +13,7 @@ from redis.crc import key_slot
 
 from fullduplex.app import App
 from fullduplex.brokers import Gap, Publisher, RedisBroker, broker_from_url, wire
+from fullduplex.exceptions import BrokerError
 from tests.brokers.clients import join
 from tests.brokers.redis_servers import RedisCluster
 from tests.brokers.room_app import build
@@ -203,7 +204,45 @@ class TestSlots:
             assert member.bodies == [f"before {i}" for i in range(10)] + [
                 f"after {i}" for i in range(10)
             ]
-            assert member.offsets == list(range(1, 21))
+            assert member.offsets == list(range(1, 21)), (gaps, member.received)
             assert gaps == []
             await member.close()
             await talker.close()
+
+
+class TestFailover:
+    async def test_master_killed_its_replica_takes_over(self) -> None:
+        """kill -9 of the master of a room's slot: its replica takes over, the broker reads
+        the new layout, subscribes there, and the room goes on in order, nothing lost."""
+        with RedisCluster(replicas=1, node_timeout_ms=1000) as cluster:
+            gaps: list[Gap] = []
+            a, b = node(cluster, gaps), node(cluster)
+            async with serving(a, b) as (port_a, port_b):
+                member = await join(port_a, "fo")
+                talker = await join(port_b, "fo", user="t")
+                for i in range(10):
+                    await talker.ws.send(f"before {i}")
+                await member.wait_for(10)
+                slot = key_slot(wire.channel("room:fo").encode())
+                doomed = cluster.owner_of(slot)
+                with redis.Redis(port=cluster.nodes[doomed].port) as client:
+                    assert client.execute_command("WAIT", 1, 5000) == 1  # the replica has all
+                cluster.nodes[doomed].kill()
+                await eventually(lambda: cluster.owner_of(slot) != doomed, timeout=20)
+                sent = 0
+                async with asyncio.timeout(seconds(20)):
+                    while sent < 10:
+                        try:
+                            await b.broker.publish("room:fo", f"after {sent}".encode(), text=True)
+                            sent += 1
+                        except BrokerError:
+                            await asyncio.sleep(0.1)  # until the sender's client sees the layout
+                await member.wait_for(20, timeout=20)
+                assert member.bodies == [f"before {i}" for i in range(10)] + [
+                    f"after {i}" for i in range(10)
+                ]
+                assert member.offsets == list(range(1, 21))
+                assert gaps == []
+                assert a.broker.stats()["reconnects"] >= 1
+                await member.close()
+                await talker.close()

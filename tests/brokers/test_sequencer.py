@@ -187,7 +187,27 @@ class TestReconnect:
         seq.position("e1", 0)
         for offset in (1, 2, 3):
             seq.arrive(pub(offset))
-        outcome = seq.position("e1", 1)
+        outcome = seq.position("e1", 1, seq.snapshot())
         assert outcome == ([], [Gap("g", "e1", 2, 3, "rewound")], None)
         # Until the new epoch, a reused offset is taken as new rather than dropped.
         assert offsets(seq.arrive(pub(2)).deliver) == [2]
+
+    def test_answer_behind_arrivals_after_the_issue_is_no_rewind(self) -> None:
+        """The read was issued at 2, publication 3 arrived before its answer (2): fine."""
+        seq = Sequencer("g", history=True)
+        seq.position("e1", 0)
+        seq.arrive(pub(1))
+        seq.arrive(pub(2))
+        issued = seq.snapshot()
+        seq.arrive(pub(3))
+        assert seq.position("e1", 2, issued) == ([], [], None)
+        assert offsets(seq.arrive(pub(4)).deliver) == [4]
+
+    def test_answer_of_an_older_epoch_after_arrivals_of_a_newer_is_stale(self) -> None:
+        seq = Sequencer("g", history=False)
+        seq.position("e1", 0)
+        seq.arrive(pub(1))
+        issued = seq.snapshot()
+        seq.arrive(pub(1, "e2"))  # the state was lost and a new epoch began meanwhile
+        assert seq.position("e1", 1, issued) == ([], [], None)
+        assert offsets(seq.arrive(pub(2, "e2")).deliver) == [2]

@@ -456,10 +456,8 @@ class RedisBroker(Broker):
         commands = self._commands
         if commands is None:
             return
-        futures = [
-            commands.call(commands.script("position", (wire.keys(group)[0],))) for group in groups
-        ]
-        for group, future in zip(groups, futures, strict=True):
+        issued = self._issue_position_reads(commands, groups)
+        for group, (snapshot, future) in zip(groups, issued, strict=True):
             try:
                 epoch, top = await future
             except BrokerError:
@@ -467,7 +465,7 @@ class RedisBroker(Broker):
             channel = self._channels.get(group)
             if channel is None or not channel.confirmed:
                 continue
-            self._apply(channel, channel.sequencer.position(epoch.decode(), int(top)))
+            self._apply(channel, channel.sequencer.position(epoch.decode(), int(top), snapshot))
             if channel.sequencer.floor > channel.sequencer.last:
                 assert self._loop is not None
                 self._loop.call_later(self.settle_delay, self._settle, group)
@@ -497,22 +495,32 @@ class RedisBroker(Broker):
         ]
         if not groups:
             return
-        futures = [
-            commands.call(commands.script("position", (wire.keys(group)[0],))) for group in groups
-        ]
-        positions = await asyncio.gather(*futures)
+        issued = self._issue_position_reads(commands, groups)
+        positions = await asyncio.gather(*(future for _, future in issued))
         if not await link.barrier():
             return  # the prober deals with a connection that does not answer
         self._counters["checks"] += 1
-        for group, (epoch, top) in zip(groups, positions, strict=True):
+        for group, (snapshot, _), (epoch, top) in zip(groups, issued, positions, strict=True):
             channel = self._channels.get(group)
             if channel is None or channel.link is not link or not channel.confirmed:
                 continue
             sequencer = channel.sequencer
-            if sequencer.repairing or (epoch.decode() == sequencer.epoch and top <= sequencer.last):
+            if sequencer.repairing:
                 continue
-            self._apply(channel, sequencer.position(epoch.decode(), int(top)))
+            self._apply(channel, sequencer.position(epoch.decode(), int(top), snapshot))
             self._apply(channel, sequencer.settle())  # after the barrier: nothing in flight
+
+    def _issue_position_reads(
+        self, commands: CommandQueue, groups: list[str]
+    ) -> list[tuple[tuple[str, int] | None, asyncio.Future[Any]]]:
+        """Queue a position read per group, each with where its group was when issued."""
+        issued = []
+        for group in groups:
+            channel = self._channels.get(group)
+            snapshot = channel.sequencer.snapshot() if channel is not None else None
+            future = commands.call(commands.script("position", (wire.keys(group)[0],)))
+            issued.append((snapshot, future))
+        return issued
 
     def _settle(self, group: str) -> None:
         channel = self._channels.get(group)

@@ -105,11 +105,23 @@ class Sequencer:
         fetch = self._accept(publication, deliver, gaps)
         return Outcome(deliver, gaps, fetch)
 
-    def position(self, epoch: str, top: int) -> Outcome:
+    def snapshot(self) -> tuple[str, int]:
+        """Where this group is: give it to :meth:`position` with the read issued now."""
+        return self.epoch, self.last
+
+    def position(self, epoch: str, top: int, issued: tuple[str, int] | None = None) -> Outcome:
         """The group's position was read after this process (re)subscribed to it.
 
         The first read sets where this process joined the group's stream; a later one (after
         a reconnect, or a periodic check) finds what went missing since.
+
+        Args:
+            epoch: The epoch read.
+            top: The offset read.
+            issued: :meth:`snapshot` when the read was issued (default: now). Publications
+                may arrive between the issue and the answer, so the answer can be behind what
+                was delivered; only one behind what was delivered *before* the issue proves
+                that Redis forgot offsets.
         """
         gaps: list[Gap] = []
         if self._fetch is not None:
@@ -120,22 +132,27 @@ class Sequencer:
                 self.epoch = epoch
                 self.last = self.floor = top
                 return Outcome([], gaps, None)
-        # A read after a reconnect: what the old connection had in flight is gone, so
-        # everything after ``last`` must arrive on the new one or come from history.
-        self.fresh = False
+        issued_epoch, issued_last = issued if issued is not None else (self.epoch, self.last)
         if epoch != self.epoch:
+            if self.epoch != issued_epoch:
+                return Outcome([], gaps, None)  # arrivals moved on meanwhile: a stale read
+            # A read after a reconnect: what the old connection had in flight is gone, so
+            # everything after ``last`` must arrive on the new one or come from history.
+            self.fresh = False
             if self.epoch:  # "": nothing had been published, so no history was lost
                 gaps.append(Gap(self.group, self.epoch, None, None, "epoch_changed"))
             self.epoch = epoch
             self.last = self.floor = 0
-        if top < self.last:
+        elif epoch == issued_epoch and top < issued_last:
             # Redis forgot offsets that were delivered (a failover lost writes the replica had
             # not received): the next publishes would reuse them. Say so; the broker then
             # starts a new epoch, so that an offset never names two messages.
+            self.fresh = False
             gaps.append(Gap(self.group, self.epoch, top + 1, self.last, "rewound"))
             self.last = self.floor = top
             return Outcome([], gaps, None)
-        if top == self.last:
+        self.fresh = False
+        if top <= self.last:
             return Outcome([], gaps, None)
         if self.history:
             return Outcome([], gaps, self._start_fetch(self.last + 1, top, []))

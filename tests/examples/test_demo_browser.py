@@ -288,7 +288,8 @@ def test_chat_reconnects_and_replays_what_it_missed(browser: Browser) -> None:
         assert alice.evaluate("() => window.chatMessages.at(-2).type") == "recovery"
         # The page is live again: bob sees what alice says now, after alice's rejoin.
         chat_say(alice, "back")
-        wait_for(bob, "() => window.chatMessages.some(m => m.message === 'back')")
+        for page in (bob, alice):
+            wait_for(page, "() => window.chatMessages.some(m => m.message === 'back')")
         offsets = alice.evaluate(
             "() => window.chatMessages.filter(m => m.type === 'message').map(m => m.offset)"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import tracemalloc
 from types import ModuleType
 from typing import Any
 
@@ -244,3 +245,31 @@ class TestLargeFrames:
         (frame,) = parser.feed(data[20:])
         assert frame.payload == b"x" * 100_000
         assert parser.buffered == 0
+
+    def test_grown_piece_by_piece_to_the_exact_payload(self, speedups: ModuleType) -> None:
+        payload = os.urandom(1_000_003)
+        data = serialize_frame(2, payload, mask=MASK)
+        parser = speedups.FrameParser(mask_required=True)
+        frames_out = []
+        for start in range(0, len(data), 4093):  # hundreds of pieces: many doublings
+            frames_out.extend(parser.feed(data[start : start + 4093]))
+        assert [frame.payload for frame in frames_out] == [payload]
+        assert parser.buffered == 0
+
+
+class TestAnnouncedIsNotReserved:
+    """Memory grows with the bytes received, never with the bytes a header announces (the
+    attack: the header of a 16 MiB frame and one byte, on many connections)."""
+
+    def test_header_of_a_large_frame_reserves_little(self, speedups: ModuleType) -> None:
+        header = serialize_frame(2, b"\0" * (16 * 1024 * 1024 - 1), mask=MASK)[:14]
+        parsers = [speedups.FrameParser(mask_required=True) for _ in range(31)]
+        tracemalloc.start()
+        try:
+            for parser in parsers:
+                assert parser.feed(header + b"x") == []
+            used, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert all(parser.buffered == 15 for parser in parsers)
+        assert used < 31 * 200 * 1024, used  # 16 MiB each before: 496 MiB in all

@@ -380,7 +380,8 @@ typedef struct {
     PyObject *error;           /* None, or the violation that stopped parsing */
     /* A large frame whose payload is unmasked straight into its bytes object as it arrives,
      * instead of being buffered first (see FD_DIRECT_MIN): */
-    PyObject *pending;         /* its payload, or NULL */
+    PyObject *pending;         /* its payload so far (grown as it arrives), or NULL */
+    Py_ssize_t pending_length; /* the payload's announced length */
     Py_ssize_t pending_filled; /* bytes of it received so far */
     Py_ssize_t pending_header; /* the length of its header, for `buffered` */
     unsigned pending_b0;       /* its first header byte */
@@ -388,12 +389,13 @@ typedef struct {
     uint8_t pending_mask[MASK_LEN];
 } FrameParserObject;
 
-/* An incomplete frame of FD_DIRECT_MIN to FD_DIRECT_MAX bytes is filled in place (one copy
- * instead of two). Its bytes object is allocated when its header arrives: that reserves
- * address space, and pages are touched only as data arrives, so a peer that announces a large
- * frame and sends nothing costs little. The upper bound keeps that reservation modest (larger
- * frames, or absurd lengths from a peer when there is no limit, are buffered as they come);
- * the length was already checked against max_frame_size. */
+/* An incomplete frame of FD_DIRECT_MIN to FD_DIRECT_MAX bytes is unmasked straight into its
+ * bytes object (one copy instead of two). That object grows with the bytes received (doubling,
+ * so each byte is moved at most about twice), never with the bytes announced: a peer that
+ * sends the header of a 16 MiB frame and one byte holds about FD_DIRECT_MIN, not 16 MiB of
+ * address space (which counts under `ulimit -v` or strict overcommit even if never touched).
+ * Larger frames, or absurd lengths from a peer when there is no limit, are buffered as they
+ * come; the length was already checked against max_frame_size. */
 #define FD_DIRECT_MIN ((unsigned long long)64 * 1024)
 #define FD_DIRECT_MAX ((unsigned long long)16 * 1024 * 1024)
 
@@ -506,10 +508,24 @@ fp_append_frame(speedups_state *st, PyObject *frames, unsigned b0, PyObject *pay
     return appended;
 }
 
-/* Copy (unmasking) n bytes of the pending frame's payload from d. */
-static void
+/* Copy (unmasking) n bytes of the pending frame's payload from d, growing its bytes object
+ * first when they do not fit. Returns -1 with an exception set when memory runs out. */
+static int
 fp_fill_pending(FrameParserObject *self, const uint8_t *d, Py_ssize_t n)
 {
+    Py_ssize_t capacity = PyBytes_GET_SIZE(self->pending);
+    if (self->pending_filled + n > capacity) {
+        Py_ssize_t wanted = capacity * 2;
+        if (wanted < self->pending_filled + n) {
+            wanted = self->pending_filled + n;
+        }
+        if (wanted > self->pending_length) {
+            wanted = self->pending_length;
+        }
+        if (_PyBytes_Resize(&self->pending, wanted) < 0) {
+            return -1; /* self->pending is NULL now */
+        }
+    }
     uint8_t *out = (uint8_t *)PyBytes_AS_STRING(self->pending) + self->pending_filled;
     if (self->pending_masked) {
         /* The mask continues where the last piece stopped. */
@@ -523,6 +539,7 @@ fp_fill_pending(FrameParserObject *self, const uint8_t *d, Py_ssize_t n)
         memcpy(out, d, (size_t)n);
     }
     self->pending_filled += n;
+    return 0;
 }
 
 /* Parse complete frames from p[0:size) into frames; return how many bytes they used, or -1 with
@@ -569,11 +586,19 @@ fp_parse(FrameParserObject *self, speedups_state *st, const uint8_t *p, Py_ssize
         /* length < 2**63 here, so the comparison cannot overflow. */
         if (header_end > size || length > (unsigned long long)(size - header_end)) {
             if (header_end <= size && length >= FD_DIRECT_MIN && length <= FD_DIRECT_MAX) {
-                PyObject *payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+                Py_ssize_t received = size - header_end;
+                Py_ssize_t capacity = received * 2 > (Py_ssize_t)FD_DIRECT_MIN
+                                          ? received * 2
+                                          : (Py_ssize_t)FD_DIRECT_MIN;
+                if (capacity > (Py_ssize_t)length) {
+                    capacity = (Py_ssize_t)length;
+                }
+                PyObject *payload = PyBytes_FromStringAndSize(NULL, capacity);
                 if (payload == NULL) {
                     return -1;
                 }
                 self->pending = payload;
+                self->pending_length = (Py_ssize_t)length;
                 self->pending_filled = 0;
                 self->pending_header = header_end - pos;
                 self->pending_b0 = b0;
@@ -581,7 +606,9 @@ fp_parse(FrameParserObject *self, speedups_state *st, const uint8_t *p, Py_ssize
                 if (masked) {
                     memcpy(self->pending_mask, p + header_end - MASK_LEN, MASK_LEN);
                 }
-                fp_fill_pending(self, p + header_end, size - header_end);
+                if (fp_fill_pending(self, p + header_end, received) < 0) {
+                    return -1;
+                }
                 pos = size;
             }
             break;
@@ -635,9 +662,11 @@ fp_feed(FrameParserObject *self, PyObject *data_obj)
     }
     if (self->pending != NULL) {
         /* The rest of a large frame comes first; the buffer is empty meanwhile. */
-        Py_ssize_t missing = PyBytes_GET_SIZE(self->pending) - self->pending_filled;
+        Py_ssize_t missing = self->pending_length - self->pending_filled;
         Py_ssize_t n = data_len < missing ? data_len : missing;
-        fp_fill_pending(self, (const uint8_t *)data, n);
+        if (fp_fill_pending(self, (const uint8_t *)data, n) < 0) {
+            goto fail;
+        }
         data += n;
         data_len -= n;
         if (n < missing) {

@@ -274,6 +274,31 @@ async def _read_messages(raw: RawClient, count: int) -> list[int]:
     return indexes
 
 
+class TestBursts:
+    @pytest.mark.asyncio_loop_only
+    async def test_a_burst_from_the_broker_is_one_write_per_member(self) -> None:
+        """What one read from the broker brings (here: 20 publications in one turn of the
+        loop) reaches each member in order, in one write (one system call), not 20."""
+        recorder = Recorder()
+        app = _rooms(recorder)
+        async with serving(app) as server, connect(url(server, "/room/a"), compression=None) as ws:
+            session = await recorder.next_open()
+            transport = session._ws._transport  # private: count the writes
+            writes: list[int] = []
+            original = transport.write
+
+            def counting(data: Any) -> None:
+                writes.append(len(data))
+                original(data)
+
+            transport.write = counting
+            for i in range(20):
+                app.broker.publish_nowait("a", f"m{i}".encode(), text=True)
+            assert writes == []  # queued: written once the loop turns
+            assert [await wait_for(ws.recv()) for _ in range(20)] == [f"m{i}" for i in range(20)]
+            assert len(writes) == 1
+
+
 class TestSlowConsumers:
     """A client that does not read fills its own buffer only; its overflow policy applies
     while the others get every message."""

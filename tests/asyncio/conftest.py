@@ -39,6 +39,8 @@ def pytest_asyncio_loop_factories(
     factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
         "asyncio": asyncio.new_event_loop
     }
+    if item.get_closest_marker("asyncio_loop_only") is not None:
+        return factories
     if importlib.util.find_spec("aiofastnet") is not None:  # in the test extras
         factories["aiofastnet"] = _aiofastnet_loop
     try:

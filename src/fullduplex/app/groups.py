@@ -26,6 +26,7 @@ policy instead (drop the message, or close with 1013).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,7 @@ class GroupRegistry:
     leave makes it unsubscribe).
     """
 
-    __slots__ = ("_floors", "_members", "_recovering", "broker")
+    __slots__ = ("_floors", "_flush_scheduled", "_held", "_members", "_recovering", "broker")
 
     def __init__(self, broker: Broker | None = None) -> None:
         self._members: dict[Hashable, dict[Session, None]] = {}
@@ -76,6 +77,9 @@ class GroupRegistry:
         self._recovering: dict[str, dict[Session, list[Publication]]] = {}
         # Sessions that recovered up to a position the live stream has not passed yet.
         self._floors: dict[str, dict[Session, Position]] = {}
+        # Sessions with broker messages queued but not written yet: see dispatch().
+        self._held: dict[Session, None] = {}
+        self._flush_scheduled = False
 
     def add(self, key: Hashable, session: Session) -> None:
         """Put ``session`` in group ``key`` (no effect if it is there already)."""
@@ -129,7 +133,11 @@ class GroupRegistry:
     def dispatch(self, publication: Publication) -> int:
         """Deliver a publication to this process's members: the broker's ``deliver``.
 
-        Framed once for every member; returns how many sessions it was written to.
+        Framed once for every member; returns how many sessions it was given to. The frames
+        are queued on each connection and written once per turn of the event loop: a broker
+        hands over what one read from Redis brought in one go, so a burst of N messages costs
+        each member one write (one system call), not N. Order is kept (a connection's queue
+        is written in order, before anything sent later).
         """
         group = publication.group
         members = self._members.get(group)
@@ -145,6 +153,7 @@ class GroupRegistry:
         recovering = self._recovering.get(group)
         floors = self._floors.get(group)
         count = 0
+        held = self._held
         for session in tuple(members):
             if excluded and session.id in excluded:
                 continue
@@ -157,9 +166,19 @@ class GroupRegistry:
                 and self._below_floor(group, floors, session, publication.position)
             ):
                 continue
-            if session._offer(frame, message, size):
+            if session._offer(frame, message, size, True):
                 count += 1
+                held[session] = None
+        if held and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_held)
         return count
+
+    def _flush_held(self) -> None:
+        self._flush_scheduled = False
+        held, self._held = self._held, {}
+        for session in held:
+            session._flush()
 
     def _below_floor(
         self, group: str, floors: dict[Session, Position], session: Session, position: Position

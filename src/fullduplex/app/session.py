@@ -188,11 +188,14 @@ class Session:
         message = self._codec.encode(obj)
         return self._offer(None, message, len(message))
 
-    def _offer(self, frame: bytes | None, message: str | bytes, size: int) -> bool:
+    def _offer(
+        self, frame: bytes | None, message: str | bytes, size: int, hold: bool = False
+    ) -> bool:
         """Write one message unless closed or over the buffer bound; the broadcast hot path.
 
         ``frame`` is the message serialized once for every uncompressed connection (None:
-        let the connection frame it); ``size`` is about its length in bytes.
+        let the connection frame it); ``size`` is about its length in bytes. With ``hold``,
+        a prepared frame is only queued: the caller flushes the connection later.
         """
         if self._closing:
             return False
@@ -203,14 +206,16 @@ class Session:
         if buffered and buffered + size > self._config.max_buffered:
             self._overflowed()
             return False
-        return self._write(frame, message)
+        return self._write(frame, message, hold)
 
-    def _write(self, frame: bytes | None, message: str | bytes) -> bool:
+    def _write(self, frame: bytes | None, message: str | bytes, hold: bool = False) -> bool:
         """Write one message now, whatever the buffer holds (replays: bounded elsewhere)."""
         ws = self._ws
         try:
             if frame is None or self._compressed:
                 ws.send_nowait(message)
+            elif hold:
+                ws.queue_prepared(frame)
             else:
                 ws.send_prepared_nowait(frame)
         except (ConnectionClosed, ConcurrencyError):
@@ -218,6 +223,10 @@ class Session:
         if self._idle_handle is not None:
             self._touch()
         return True
+
+    def _flush(self) -> None:
+        """Write what broadcasts queued on the connection (see GroupRegistry.dispatch)."""
+        self._ws.flush()
 
     def _overflowed(self) -> None:
         if self._config.overflow == "drop":

@@ -541,6 +541,25 @@ class WebSocket:
             raise self._closed_exception() from None
         self._flush()
 
+    def queue_prepared(self, frame: bytes) -> None:
+        """Queue a whole frame serialized elsewhere without writing it yet: :meth:`flush`
+        (or the next send) writes it, with whatever else was queued, in one write.
+
+        For a burst of broadcasts: one write per connection for all of the burst, rather
+        than one per message (the system call per write is the cost of a broadcast). Same
+        frame rules and errors as :meth:`send_prepared_nowait`.
+        """
+        conn = self._nowait_connection()
+        try:
+            conn.send_prepared(frame)
+        except InvalidState:
+            raise self._closed_exception() from None
+
+    def flush(self) -> None:
+        """Write what :meth:`queue_prepared` queued (nothing when nothing is queued)."""
+        if self._conn is not None:
+            self._flush()
+
     def _nowait_connection(self) -> Connection:
         conn = self._conn
         if conn is None:

@@ -8,7 +8,7 @@ NODE_DIR := tests/interop/node
 CHROMIUM := /usr/bin/chromium
 HOST ?= 127.0.0.1
 PORT ?= 8000
-LINTED := $(wildcard src tests bench examples)
+LINTED := $(wildcard src tests bench examples docs setup.py)
 
 .PHONY: demo test lint typecheck unit bench deps venv extension system-deps node-deps clean
 

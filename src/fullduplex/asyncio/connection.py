@@ -247,7 +247,7 @@ class WebSocket:
 
     @property
     def request(self) -> Request | None:
-        """The opening handshake request (path, headers): received (server) or sent (client)."""
+        """The opening handshake request (path, headers), received (server) or sent (client)."""
         return self._request
 
     @property

@@ -17,6 +17,10 @@ be quoted):
     (``echo``: a message comes back as sent; ``page=``: an HTTP GET answers 200), then stop it.
 ``<!-- test: needs-echo=PORT -->``
     ``fullduplex echo`` runs on PORT while the block runs (a client snippet).
+``<!-- test: needs-app=NAME:PORT -->``
+    ``fullduplex serve NAME:app --port PORT`` runs while the block runs (NAME saved before).
+
+``{dir}`` in a command is the scratch directory where modules are saved.
 
 Blocks run one after another, so their fixed ports only have to be free on the machine; a port
 in use is reported as such rather than tested against someone else's server.
@@ -46,7 +50,10 @@ from tests.helpers import seconds
 pytestmark = pytest.mark.docs
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+DOCUMENTS = [
+    ROOT / "README.md",
+    *sorted(path for path in (ROOT / "docs").rglob("*.md") if "_build" not in path.parts),
+]
 
 _FENCE = re.compile(
     r"(?:<!--\s*test:(?P<marker>.*?)-->\s*\n)?^```(?P<lang>[\w{}-]*)[^\n]*\n(?P<body>.*?)^```\s*$",
@@ -85,14 +92,23 @@ def _blocks() -> list[Block]:
 
 
 BLOCKS = _blocks()
-KNOWN_OPTIONS = {"fragment", "module", "command", "serves", "echo", "page", "needs-echo"}
+KNOWN_OPTIONS = {
+    "fragment",
+    "module",
+    "command",
+    "serves",
+    "echo",
+    "page",
+    "needs-echo",
+    "needs-app",
+}
 
 
 def _command(block: Block, script: Path) -> list[str]:
     command = block.options.get("command")
     if not command:
         return [sys.executable, str(script)]
-    words = shlex.split(command)
+    words = [word.replace("{dir}", str(script.parent)) for word in shlex.split(command)]
     if words[0] == "fullduplex":
         words = [sys.executable, "-m", "fullduplex", *words[1:]]
     elif words[0] == "python":
@@ -145,10 +161,11 @@ def _running(
 
 
 @contextlib.contextmanager
-def _echo_server(port: int, scratch: Path, env: dict[str, str]) -> Iterator[None]:
+def _server(arguments: list[str], port: int, scratch: Path, env: dict[str, str]) -> Iterator[None]:
+    """Run ``python -m fullduplex ARGUMENTS --host 127.0.0.1 --port PORT`` meanwhile."""
     _require_free(port)
-    command = [sys.executable, "-m", "fullduplex", "echo", "--host", "127.0.0.1"]
-    log = scratch / f"echo-{port}.log"
+    command = [sys.executable, "-m", "fullduplex", *arguments, "--host", "127.0.0.1"]
+    log = scratch / f"server-{port}.log"
     with _running([*command, "--port", str(port)], ROOT, env, log) as proc:
         _wait_for_port(port, proc, log)
         yield
@@ -192,7 +209,11 @@ def test_block(block: Block, scratch: Path) -> None:
     command = _command(block, script)
     with contextlib.ExitStack() as stack:
         if "needs-echo" in options:
-            stack.enter_context(_echo_server(int(options["needs-echo"]), scratch, env))
+            stack.enter_context(_server(["echo"], int(options["needs-echo"]), scratch, env))
+        if "needs-app" in options:
+            module, _, port_text = options["needs-app"].partition(":")
+            arguments = ["serve", f"{module}:app"]
+            stack.enter_context(_server(arguments, int(port_text), scratch, env))
         if "serves" not in options:
             result = subprocess.run(
                 command, cwd=ROOT, env=env, capture_output=True, timeout=seconds(60), check=False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -79,14 +80,37 @@ def _environment(**extra: str) -> dict[str, str]:
     return env
 
 
+def _source_copy(target: Path) -> Path:
+    """Copy the checkout's files (tracked, and new ones not ignored) as they are on disk.
+
+    Building from a copy leaves the checkout alone (no build/ or egg-info in it) and keeps
+    what a local build left there (compiled modules, Cython's C) out of the distributions.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=seconds(30),
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            destination = target / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+    return target
+
+
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Artefacts:
     """Build the sdist, then the wheel from it, as ``python -m build`` does by default."""
     out = tmp_path_factory.mktemp("dist")
+    source = _source_copy(tmp_path_factory.mktemp("source") / "fullduplex")
     # --no-isolation: this environment already has the build requirements (setuptools,
     # Cython); the installs below check the isolated build users get.
     result = subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(source)],
         capture_output=True,
         text=True,
         timeout=seconds(240),

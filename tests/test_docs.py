@@ -1,9 +1,9 @@
 """The documentation: the site builds without a warning, and every Python block in README.md
 and docs/**/*.md runs, so that no snippet can rot.
 
-A block runs as written, as a script, from the checkout's root, and must exit 0 within its
-time limit. An HTML comment right before a block says more, as ``key=value`` words (values may
-be quoted):
+A block runs as written, as a script, in a scratch directory outside the checkout (as a
+reader who copied it would run it), and must exit 0 within its time limit. An HTML comment
+right before a block says more, as ``key=value`` words (values may be quoted):
 
 ``<!-- test: fragment -->``
     Compiled, not run: a partial snippet (use sparingly).
@@ -72,6 +72,7 @@ class Block:
 
     @property
     def id(self) -> str:
+        """Where the block is: ``FILE:LINE``, for test ids and messages."""
         return f"{self.path.relative_to(ROOT)}:{self.line}"
 
 
@@ -166,7 +167,7 @@ def _server(arguments: list[str], port: int, scratch: Path, env: dict[str, str])
     _require_free(port)
     command = [sys.executable, "-m", "fullduplex", *arguments, "--host", "127.0.0.1"]
     log = scratch / f"server-{port}.log"
-    with _running([*command, "--port", str(port)], ROOT, env, log) as proc:
+    with _running([*command, "--port", str(port)], scratch, env, log) as proc:
         _wait_for_port(port, proc, log)
         yield
 
@@ -216,7 +217,7 @@ def test_block(block: Block, scratch: Path) -> None:
             stack.enter_context(_server(arguments, int(port_text), scratch, env))
         if "serves" not in options:
             result = subprocess.run(
-                command, cwd=ROOT, env=env, capture_output=True, timeout=seconds(60), check=False
+                command, cwd=scratch, env=env, capture_output=True, timeout=seconds(60), check=False
             )
             output = (result.stdout + result.stderr).decode(errors="replace")
             assert result.returncode == 0, output
@@ -227,7 +228,7 @@ def test_block(block: Block, scratch: Path) -> None:
         assert port is not None, f"{block.id}: serves= needs a URL with a port"
         _require_free(port)
         log = scratch / f"{name}.log"
-        with _running(command, ROOT, env, log) as proc:
+        with _running(command, scratch, env, log) as proc:
             _wait_for_port(port, proc, log)
             with connect(url, open_timeout=seconds(10)) as ws:
                 if "echo" in options:

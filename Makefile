@@ -8,9 +8,9 @@ NODE_DIR := tests/interop/node
 CHROMIUM := /usr/bin/chromium
 HOST ?= 127.0.0.1
 PORT ?= 8000
-LINTED := $(wildcard src tests bench examples)
+LINTED := $(wildcard src tests bench examples docs setup.py)
 
-.PHONY: demo test lint typecheck unit bench bench-broadcast deps venv extension system-deps node-deps clean
+.PHONY: demo test docs lint typecheck unit bench bench-broadcast deps venv extension system-deps node-deps clean
 
 # ---- set-up ---------------------------------------------------------------------------------
 
@@ -75,7 +75,15 @@ bench: deps
 bench-broadcast: venv extension system-deps
 	$(PY) -m bench.broadcast
 
+# The documentation site, warnings as errors. The docs extra (listed once, in pyproject.toml)
+# is installed when missing, without reinstalling the package.
+docs: venv
+	@$(PY) -c "import sphinx, myst_parser, furo" 2> /dev/null || $(PY) -m pip install --quiet \
+	  $$($(PY) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['docs']))")
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info $(NODE_DIR)/node_modules
+	rm -rf $(VENV) build dist src/*.egg-info docs/_build $(NODE_DIR)/node_modules
 	find src -name '*.so' -delete
 	rm -f src/fullduplex/protocol/frames.c src/fullduplex/protocol/connection.c src/fullduplex/asyncio/connection.c

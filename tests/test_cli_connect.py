@@ -335,6 +335,22 @@ class TestClose:
             handlers.release()
         assert (status, out, err) == (1, "", "closed 1006\n")
 
+    def test_message_over_local_limit_says_so(self, echo_url: str) -> None:
+        # The echo server takes 64 MiB; the reply of 2,000 bytes is over this client's 1,000.
+        result = run(echo_url, "--max-message-size", "1000", stdin=b"x" * 2000 + b"\n")
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert result.stderr.startswith("failed: "), result.stderr
+        assert "over the local limit (1000 bytes)" in result.stderr
+        assert result.stderr.rstrip().endswith("sent 1009 (message too big)")
+        assert "closed 1006" not in result.stderr
+
+    def test_help_states_both_defaults(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit):
+            main(["connect", "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "default 64 MiB here; the library's connect() defaults to 1 MiB" in text
+
     @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
     async def test_signal_closes_normally(self, signum: int) -> None:
         connections: list[Any] = []

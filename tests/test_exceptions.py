@@ -119,6 +119,21 @@ class TestConnectionClosedStr:
         assert str(ConnectionClosed(1006)) == "received 1006; sent no close frame"
         assert str(ConnectionClosed(1011, "oops")) == "received 1011 (oops); sent no close frame"
 
+    def test_local_failure_tells_what_happened(self) -> None:
+        failure = PayloadTooBig("message of at least 2000 bytes over the local limit (1000 bytes)")
+        exc = ConnectionClosed.create(1006, "", 1009, "message too big", failure)
+        assert isinstance(exc, ConnectionClosedError)
+        assert exc.failure is failure
+        assert str(exc) == (
+            "message of at least 2000 bytes over the local limit (1000 bytes): "
+            "sent 1009 (message too big)"
+        )
+
+    def test_failure_is_never_ok(self) -> None:
+        exc = ConnectionClosed.create(1000, "", 1000, "", ProtocolError("odd"))
+        assert isinstance(exc, ConnectionClosedError)
+        assert ConnectionClosed().failure is None
+
 
 class TestHierarchy:
     @pytest.mark.parametrize(

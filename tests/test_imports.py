@@ -1,4 +1,4 @@
-"""The sans-I/O core imports no I/O machinery (DESIGN.md, convention 1)."""
+"""The sans-I/O core imports no I/O machinery (DESIGN.md, convention 1); the package's names."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+import fullduplex
+import fullduplex.exceptions
 from tests.helpers import seconds
 
 #: Modules that would tie the core to one I/O model.
@@ -61,3 +65,58 @@ def test_exceptions_import_nothing() -> None:
 def test_check_detects_imports() -> None:
     # The check itself must be able to fail.
     assert _imported("import asyncio") >= {"asyncio", "selectors", "socket"}
+
+
+class TestPublicNames:
+    """What dir(), help() and editors see at the top level (issue 15)."""
+
+    def test_dir_lists_public_names_only(self) -> None:
+        names = dir(fullduplex)
+        for private in ("Any", "TYPE_CHECKING", "importlib", "os", "annotations", "typing"):
+            assert private not in names
+        assert {"serve", "connect", "App", "WebSocket", "InvalidURI", "brokers", "sync"} <= set(
+            names
+        )
+        assert all(not name.startswith("_") or name == "__version__" for name in names)
+
+    def test_every_exception_is_exported(self) -> None:
+        classes = [
+            value
+            for value in vars(fullduplex.exceptions).values()
+            if isinstance(value, type)
+            and issubclass(value, BaseException)
+            and value.__module__ == "fullduplex.exceptions"
+        ]
+        assert len(classes) >= 20  # the check must see the tree, not an empty list
+        for cls in classes:
+            assert getattr(fullduplex, cls.__name__) is cls
+            assert cls.__name__ in fullduplex.__all__
+
+    def test_invalid_uri(self) -> None:
+        with pytest.raises(fullduplex.InvalidURI):
+            fullduplex.connect("http://127.0.0.1/")
+
+    def test_all_resolves(self) -> None:
+        for name in fullduplex.__all__:
+            assert getattr(fullduplex, name) is not None
+        assert fullduplex.brokers.MemoryBroker is not None
+
+    def test_unknown_name_is_an_attribute_error(self) -> None:
+        with pytest.raises(AttributeError, match="no_such_name"):
+            fullduplex.no_such_name  # noqa: B018
+
+    def test_help_shows_the_lazy_names(self) -> None:
+        # In a fresh interpreter, before anything loaded them.
+        code = (
+            "import pydoc, fullduplex\n"
+            "print(pydoc.render_doc(fullduplex, renderer=pydoc.plaintext))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=seconds(30),
+            check=True,
+        )
+        for text in ("class InvalidURI", "connect(", "serve(", "class App", "ConnectionClosed"):
+            assert text in result.stdout

@@ -1,30 +1,80 @@
 """fullduplex: a complete WebSocket system for Python.
 
-The names users need most are importable from here; each is loaded on first use, so
-``import fullduplex`` stays cheap and the sans-I/O core never pulls in asyncio.
+RFC 6455 and RFC 7692 in a sans-I/O core (:mod:`fullduplex.protocol`), an asyncio server and
+client (:func:`serve`, :func:`connect`), a thread-based client (:mod:`fullduplex.sync`), an
+endpoint framework (:class:`App`, :mod:`fullduplex.app`) and brokers that carry groups across
+processes (:mod:`fullduplex.brokers`).
+
+Every name in ``__all__`` is importable from here, and so is every exception a program may
+catch (the tree is drawn in :mod:`fullduplex.exceptions`). ``dir()``, ``help()`` and editors
+see them all. The exceptions are loaded at once (they cost nothing); the asyncio layer and the
+endpoint framework on first use, because importing them takes ~90 ms (asyncio itself ~40 ms),
+which a program that only uses the sans-I/O core or the sync client should not pay.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import os as _os
+import typing as _typing
 
-if os.environ.get("FULLDUPLEX_NO_EXTENSIONS"):
+if _os.environ.get("FULLDUPLEX_NO_EXTENSIONS"):
     # Before any submodule is imported: the compiled twins must not load (see _compiled.py).
     from ._compiled import use_source_only
 
     use_source_only()
+    del use_source_only
+
+from .exceptions import (
+    BrokerError,
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    DecodeError,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidProxyMessage,
+    InvalidProxyStatus,
+    InvalidRequest,
+    InvalidResponse,
+    InvalidState,
+    InvalidStatus,
+    InvalidURI,
+    InvalidVersion,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+    ProxyError,
+    SecurityError,
+    SOCKSProxyError,
+    WebSocketError,
+)
 
 __all__ = [
     "App",
+    "BrokerError",
+    "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "DecodeError",
     "InvalidHandshake",
+    "InvalidMessage",
+    "InvalidProxyMessage",
+    "InvalidProxyStatus",
+    "InvalidRequest",
+    "InvalidResponse",
+    "InvalidState",
     "InvalidStatus",
+    "InvalidURI",
+    "InvalidVersion",
+    "NegotiationError",
+    "PayloadTooBig",
     "ProtocolError",
     "ProxyError",
+    "SOCKSProxyError",
+    "SecurityError",
     "Server",
     "WebSocket",
     "WebSocketError",
@@ -34,48 +84,43 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+#: Names loaded on first use, and the module each comes from.
 _LAZY = {
     "App": "fullduplex.app",
     "serve": "fullduplex.asyncio.server",
     "Server": "fullduplex.asyncio.server",
     "connect": "fullduplex.asyncio.client",
     "WebSocket": "fullduplex.asyncio.connection",
-    "ConnectionClosed": "fullduplex.exceptions",
-    "ConnectionClosedError": "fullduplex.exceptions",
-    "ConnectionClosedOK": "fullduplex.exceptions",
-    "InvalidHandshake": "fullduplex.exceptions",
-    "InvalidStatus": "fullduplex.exceptions",
-    "ProtocolError": "fullduplex.exceptions",
-    "ProxyError": "fullduplex.exceptions",
-    "WebSocketError": "fullduplex.exceptions",
 }
 
-# Subpackages reachable as attributes (``fullduplex.sync.connect``) without importing them first.
-_SUBPACKAGES = frozenset({"app", "asyncio", "protocol", "sync"})
+#: Subpackages reachable as attributes (``fullduplex.sync.connect``) without importing them.
+_SUBPACKAGES = ("app", "asyncio", "brokers", "exceptions", "protocol", "sync")
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
+    # Subpackages, for editors and type checkers (the redundant aliases mark them exported).
+    from . import app as app
+    from . import asyncio as asyncio
+    from . import brokers as brokers
+    from . import protocol as protocol
+    from . import sync as sync
     from .app import App
     from .asyncio.client import connect
     from .asyncio.connection import WebSocket
     from .asyncio.server import Server, serve
-    from .exceptions import (
-        ConnectionClosed,
-        ConnectionClosedError,
-        ConnectionClosedOK,
-        InvalidHandshake,
-        InvalidStatus,
-        ProtocolError,
-        ProxyError,
-        WebSocketError,
-    )
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
+    """Load a lazy name or subpackage on first use (PEP 562)."""
     if name in _SUBPACKAGES:
-        return importlib.import_module(f"fullduplex.{name}")
+        return _importlib.import_module(f"fullduplex.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fullduplex' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The public names: ``__all__``, the subpackages and ``__version__`` (PEP 562)."""
+    return sorted({*__all__, *_SUBPACKAGES, "__version__"})

@@ -496,7 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=byte_count,
         default=_ECHO_MAX_MESSAGE_SIZE,
         metavar="BYTES",
-        help="largest message accepted, 'none' for no limit (default 64 MiB)",
+        help="largest message accepted, 'none' for no limit (default 64 MiB here, for the "
+        "conformance suites; the library's serve() defaults to 1 MiB)",
     )
     demo = commands.add_parser(
         "demo",

@@ -176,8 +176,10 @@ async def _connect_session(args: argparse.Namespace) -> int:
         for signum in signals:
             loop.remove_signal_handler(signum)
 
+    closed: ConnectionClosed | None = None  # what recv() raised, to say how it ended
+
     async def receive() -> None:
-        nonlocal received
+        nonlocal received, closed
         output = True
         try:
             async for message in ws:
@@ -196,8 +198,8 @@ async def _connect_session(args: argparse.Namespace) -> int:
                         stop.set()
                 if input_ended and received >= sent:
                     caught_up.set()
-        except ConnectionClosed:
-            pass  # the close code is reported below
+        except ConnectionClosed as exc:
+            closed = exc  # the close is reported below
 
     async def send_input() -> None:
         nonlocal sent, input_ended
@@ -235,6 +237,11 @@ async def _connect_session(args: argparse.Namespace) -> int:
         await asyncio.gather(receiver, sender, stopper, return_exceptions=True)
     await ws.wait_closed()
     code, reason = ws.close_code, ws.close_reason or ""
+    if closed is not None and closed.failure is not None:
+        # This side failed the connection (a message over --max-message-size, say): the
+        # peer's 1006 would only hide what happened.
+        print(f"failed: {closed}", file=sys.stderr)
+        return 1
     if closed_here and code != 1006:
         return 0  # our close handshake completed
     print(f"closed {code} {reason}".rstrip(), file=sys.stderr)
@@ -250,8 +257,9 @@ def add_connect_parser(commands: Any) -> None:
 
     Exit status: 0 when the input ended (or Ctrl-C) and the close handshake completed, or when
     the server closed with 1000 or 1001; 1 when it closed with another code or without a close
-    frame (then ``closed CODE REASON`` goes to standard error); 2 when the connection could not
-    be opened.
+    frame (then ``closed CODE REASON`` goes to standard error), or when it failed the connection
+    itself (``failed: ...``, e.g. a message over ``--max-message-size``); 2 when the connection
+    could not be opened.
     """
     parser = commands.add_parser(
         "connect",
@@ -263,7 +271,9 @@ def add_connect_parser(commands: Any) -> None:
         "server closes, or --wait seconds pass, whichever comes first; then it closes with "
         "1000. So `echo hi | fullduplex connect URL` prints the reply. Ctrl-C closes at once. "
         "Exit status: 0 after a normal close; 1 when the server closed with a code other "
-        "than 1000/1001 or dropped the connection ('closed CODE REASON' on standard error); "
+        "than 1000/1001 or dropped the connection ('closed CODE REASON' on standard error), "
+        "or when this client failed the connection, e.g. for a message over "
+        "--max-message-size ('failed: WHAT HAPPENED' on standard error); "
         "2 when the connection failed.",
     )
     parser.add_argument("url", metavar="URL", help="ws:// or wss:// URL")
@@ -322,7 +332,8 @@ def add_connect_parser(commands: Any) -> None:
         type=byte_count,
         default=_CONNECT_MAX_MESSAGE_SIZE,
         metavar="BYTES",
-        help="largest message accepted, 'none' for no limit (default 64 MiB)",
+        help="largest message accepted, 'none' for no limit (default 64 MiB here; the "
+        "library's connect() defaults to 1 MiB)",
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug)"

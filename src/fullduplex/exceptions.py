@@ -85,6 +85,12 @@ class ConnectionClosed(WebSocketError):
         reason: The close reason received from the peer ("" when none).
         sent_code: The close code this side sent, or None if it sent no close frame.
         sent_reason: The close reason this side sent ("" when none).
+        failure: The error this side detected and failed the connection for (a message over
+            the local ``max_message_size`` is a :class:`PayloadTooBig`, invalid UTF-8 a
+            :class:`ProtocolError` with 1007...), or None when the close did not start here
+            with a failure. When it is set, ``sent_code`` is its close code, and ``code`` is
+            1006: after failing, this side reads nothing more, not even the peer's close frame
+            (RFC 6455 section 7.1.7).
     """
 
     def __init__(
@@ -93,32 +99,44 @@ class ConnectionClosed(WebSocketError):
         reason: str = "",
         sent_code: int | None = None,
         sent_reason: str = "",
+        failure: ProtocolError | None = None,
     ) -> None:
         self.code = code
         self.reason = reason
         self.sent_code = sent_code
         self.sent_reason = sent_reason
+        self.failure = failure
         super().__init__(code, reason)
 
     def __str__(self) -> str:
+        sent = (
+            "sent no close frame"
+            if self.sent_code is None
+            else f"sent {self.sent_code}" + (f" ({self.sent_reason})" if self.sent_reason else "")
+        )
+        if self.failure is not None:
+            # The peer sent nothing that explains the close: what this side found is the story.
+            return f"{self.failure}: {sent}"
         received = f"received {self.code}" + (f" ({self.reason})" if self.reason else "")
-        if self.sent_code is None:
-            return received + "; sent no close frame"
-        sent = f"sent {self.sent_code}" + (f" ({self.sent_reason})" if self.sent_reason else "")
         return f"{received}; {sent}"
 
     @staticmethod
     def create(
-        code: int, reason: str = "", sent_code: int | None = None, sent_reason: str = ""
+        code: int,
+        reason: str = "",
+        sent_code: int | None = None,
+        sent_reason: str = "",
+        failure: ProtocolError | None = None,
     ) -> ConnectionClosed:
         """Return ConnectionClosedOK or ConnectionClosedError, whichever the codes call for.
 
         A close is OK when the peer sent 1000, 1001 or no code (1005), and this side, if it
-        sent a close frame, sent 1000, 1001 or no code.
+        sent a close frame, sent 1000, 1001 or no code, and this side did not fail the
+        connection (``failure`` is None).
         """
-        ok = code in _OK_CODES and (sent_code is None or sent_code in _OK_CODES)
+        ok = failure is None and code in _OK_CODES and (sent_code is None or sent_code in _OK_CODES)
         cls = ConnectionClosedOK if ok else ConnectionClosedError
-        return cls(code, reason, sent_code, sent_reason)
+        return cls(code, reason, sent_code, sent_reason, failure)
 
 
 class ConnectionClosedOK(ConnectionClosed):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +24,7 @@ from fullduplex.exceptions import (
     InvalidResponse,
     InvalidStatus,
     InvalidURI,
+    PayloadTooBig,
 )
 from fullduplex.protocol.frames import Opcode, apply_mask, parse_close, serialize_frame
 from fullduplex.protocol.handshake import accept_key
@@ -209,6 +211,57 @@ class TestErrors:
         async with raw_server(garbage) as port:
             with pytest.raises(InvalidHandshake):
                 await connect(f"ws://127.0.0.1:{port}/")
+
+
+async def echo_bigger(ws: WebSocket) -> None:
+    """Echo every message; the connection ending first is fine."""
+    with contextlib.suppress(ConnectionClosedError):
+        async for message in ws:
+            await ws.send(message)
+
+
+class TestLocalLimit:
+    """A message over the client's own max_message_size (RFC 6455 sections 7.1.5 and 7.1.7)."""
+
+    @pytest.mark.parametrize("compression", ["deflate", None])
+    async def test_failure_reads_as_local_and_close_code_is_final(
+        self, compression: str | None
+    ) -> None:
+        # The server takes 4 MiB; the client keeps its default of 1 MiB.
+        async with (
+            serve(echo_bigger, "127.0.0.1", 0, max_message_size=4 * 2**20) as server,
+            connect(uri(server), compression=compression) as ws,
+        ):
+            # Random bytes: compression must not bring the message under the limit.
+            await ws.send(os.urandom(2 * 2**20))
+            with pytest.raises(ConnectionClosedError) as info:
+                await wait_for(ws.recv(), 10)
+            # Final at the moment of the exception: no close frame will be read any more.
+            assert ws.close_code == 1006
+            assert ws.close_reason == ""
+            await wait_for(ws.wait_closed(), 10)
+            assert ws.close_code == 1006
+        closed = info.value
+        assert isinstance(closed.failure, PayloadTooBig)
+        assert (closed.code, closed.sent_code, closed.sent_reason) == (
+            1006,
+            1009,
+            "message too big",
+        )
+        text = str(closed)
+        assert "over the local limit (1048576 bytes)" in text
+        assert text.endswith(": sent 1009 (message too big)")
+
+    async def test_peer_close_has_no_failure(self) -> None:
+        async def close_4000(ws: WebSocket) -> None:
+            await ws.close(4000, "bye")
+
+        async with serve(close_4000, "127.0.0.1", 0) as server, connect(uri(server)) as ws:
+            with pytest.raises(ConnectionClosedError) as info:
+                await wait_for(ws.recv())
+            assert (ws.close_code, ws.close_reason) == (4000, "bye")
+        assert info.value.failure is None
+        assert str(info.value) == "received 4000 (bye); sent 4000 (bye)"
 
 
 class TestRawServer:

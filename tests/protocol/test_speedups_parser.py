@@ -127,7 +127,7 @@ class TestDetails:
         parser = speedups.FrameParser(mask_required=False, max_frame_size=3)
         assert parser.feed(b"\x82\x04") == []
         assert isinstance(parser.error, PayloadTooBig)
-        assert str(parser.error) == "frame of 4 bytes exceeds the limit of 3 bytes"
+        assert str(parser.error) == "frame of 4 bytes over the local limit (3 bytes)"
 
     def test_no_frames_after_an_error(self, speedups: ModuleType) -> None:
         parser = speedups.FrameParser(mask_required=False)

@@ -22,6 +22,7 @@ from fullduplex.exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
+    PayloadTooBig,
 )
 from fullduplex.protocol.connection import Connection, Role, State
 from fullduplex.protocol.frames import Opcode, parse_close
@@ -491,6 +492,21 @@ class TestThreads:
         assert not any(thread.is_alive() for thread in threads)
         assert len(rtts) == 80
         assert received == [str(i) for i in range(50)]
+
+
+class TestLocalLimit:
+    """A message over the client's own limit fails the connection; close_code is final."""
+
+    def test_failure_reads_as_local(self, echo_url: str) -> None:
+        # The echo process takes 64 MiB; this client, 1,000 bytes.
+        with connect(echo_url, max_message_size=1000) as ws:
+            ws.send("x" * 2000)
+            with pytest.raises(ConnectionClosedError) as info:
+                ws.recv(timeout=seconds(10))
+            assert ws.close_code == 1006  # at once, not only once the socket is closed
+        assert isinstance(info.value.failure, PayloadTooBig)
+        assert info.value.sent_code == 1009
+        assert "over the local limit (1000 bytes): sent 1009 (message too big)" in str(info.value)
 
 
 class TestClose:

@@ -222,10 +222,13 @@ class WebSocket:
         """The peer's close code, once its close frame arrived or the connection is closed.
 
         None before that (in particular while the connection is open). 1005 means the peer's
-        close frame had no code, 1006 that the connection ended without one.
+        close frame had no code, 1006 that the connection ended without one. The value is
+        final once it is not None: in particular it is set when a ``ConnectionClosed`` is
+        raised, and after this side failed the connection (a message over the local limit,
+        say) it is 1006 at once, since no close frame will be read any more.
         """
         conn = self._conn
-        if conn is None or (conn.close_rcvd is None and not self._lost):
+        if conn is None or not (self._lost or conn.close_code_final):
             return None
         return conn.close_code
 
@@ -233,7 +236,7 @@ class WebSocket:
     def close_reason(self) -> str | None:
         """The peer's close reason, when :attr:`close_code` is known ("" if none), else None."""
         conn = self._conn
-        if conn is None or (conn.close_rcvd is None and not self._lost):
+        if conn is None or not (self._lost or conn.close_code_final):
             return None
         return conn.close_reason
 
@@ -244,7 +247,7 @@ class WebSocket:
 
     @property
     def request(self) -> Request | None:
-        """The opening handshake request (path, headers): received (server) or sent (client)."""
+        """The opening handshake request (path, headers), received (server) or sent (client)."""
         return self._request
 
     @property

@@ -474,7 +474,7 @@ fp_header_error(FrameParserObject *self, speedups_state *st, unsigned b0,
     }
     else if (self->has_max && length > self->max_frame_size) {
         cls = st->payload_too_big;
-        msg = PyUnicode_FromFormat("frame of %llu bytes exceeds the limit of %llu bytes",
+        msg = PyUnicode_FromFormat("frame of %llu bytes over the local limit (%llu bytes)",
                                    length, self->max_frame_size);
     }
     else {

@@ -12,6 +12,7 @@ cdef class Connection:
     cdef public object _deflate
     cdef public bint _discarding
     cdef public list _events
+    cdef public bint _frame_limit_derived
     cdef public object _logger
     cdef public bint _mask
     cdef public object _max_message_size

@@ -179,6 +179,7 @@ class Connection:
         "_deflate",
         "_discarding",
         "_events",
+        "_frame_limit_derived",
         "_logger",
         "_mask",
         "_max_message_size",
@@ -209,6 +210,8 @@ class Connection:
         self._mask = role is Role.CLIENT
         self._deflate = deflate
         self._max_message_size = max_message_size
+        # A frame limit that only follows from max_message_size reads as the message limit.
+        self._frame_limit_derived = max_frame_size is None and max_message_size is not None
         if max_frame_size is None and max_message_size is not None:
             # A frame can never be longer than its message, except that compressed data may
             # be a little longer than the original when it does not compress.
@@ -286,7 +289,18 @@ class Connection:
             self.close_reason,
             sent.code if sent is not None else None,
             sent.reason if sent is not None else "",
+            self.failure,
         )
+
+    @property
+    def close_code_final(self) -> bool:
+        """Tell whether :attr:`close_code` can no longer change.
+
+        True once the peer's close frame arrived, or once no more input is read: after a
+        failure (this side reads nothing more, RFC 6455 section 7.1.7) or the end of the
+        stream. Then a close code of 1006 means no close frame will ever arrive.
+        """
+        return self.close_rcvd is not None or self._discarding
 
     def close_expected(self) -> bool:
         """Tell whether the TCP connection is expected to end soon.
@@ -339,7 +353,13 @@ class Connection:
             if not self._handle_frame(opcode, payload, fin, rsv1):
                 return
         if parser.error is not None:
-            self._fail_with(parser.error)
+            error = parser.error
+            if self._frame_limit_derived and isinstance(error, PayloadTooBig):
+                # The user set max_message_size, not max_frame_size: name the limit they know.
+                error = PayloadTooBig(
+                    f"message over the local limit ({self._max_message_size} bytes)"
+                )
+            self._fail_with(error)
 
     def _handle_frame(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> bool:
         """Handle a frame off the fast path. Return False when no more frames may follow."""
@@ -365,6 +385,11 @@ class Connection:
             budget = None if max_size is None else max_size - self._message_size
             try:
                 payload = self._deflate.decompress(payload, fin, budget)
+            except PayloadTooBig:
+                # Decompression stopped at the budget left: the message is over the limit.
+                return self._fail_with(
+                    PayloadTooBig(f"message over the local limit ({max_size} bytes)")
+                )
             except ProtocolError as exc:
                 return self._fail_with(exc)
         self._message_size += len(payload)
@@ -644,4 +669,4 @@ class Connection:
 
 
 def _too_big(size: int, limit: int) -> str:
-    return f"message of at least {size} bytes exceeds the limit of {limit} bytes"
+    return f"message of at least {size} bytes over the local limit ({limit} bytes)"

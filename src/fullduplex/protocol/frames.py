@@ -310,7 +310,7 @@ class FrameParser:
             return ProtocolError("frame length has its most significant bit set")
         if self._max_frame_size is not None and length > self._max_frame_size:
             return PayloadTooBig(
-                f"frame of {length} bytes exceeds the limit of {self._max_frame_size} bytes"
+                f"frame of {length} bytes over the local limit ({self._max_frame_size} bytes)"
             )
         return None
 

@@ -315,10 +315,11 @@ class WebSocket:
         """The peer's close code, once its close frame arrived or the connection is closed.
 
         None before that. 1005 means the peer's close frame had no code, 1006 that the
-        connection ended without one.
+        connection ended without one. Final once it is not None (1006 at once after this side
+        failed the connection, since no close frame will be read any more).
         """
         conn = self._conn
-        if conn.close_rcvd is None and not self._done.is_set():
+        if not (conn.close_code_final or self._done.is_set()):
             return None
         return conn.close_code
 
@@ -326,7 +327,7 @@ class WebSocket:
     def close_reason(self) -> str | None:
         """The peer's close reason, when :attr:`close_code` is known ("" if none), else None."""
         conn = self._conn
-        if conn.close_rcvd is None and not self._done.is_set():
+        if not (conn.close_code_final or self._done.is_set()):
             return None
         return conn.close_reason
 

@@ -44,7 +44,7 @@ from ..exceptions import ConnectionClosed, ProtocolError, close_code_for
 from .codecs import Codec, DecodeError, PassthroughCodec
 from .endpoint import Endpoint, EndpointConfig, FunctionEndpoint, MessageHandler
 from .groups import Group, GroupRegistry
-from .http import HTTP, RouteHandler
+from .http import HTTP, RouteHandler, response
 from .routing import Router
 from .session import Session
 
@@ -66,6 +66,8 @@ _logger = logging.getLogger("fullduplex.app")
 # The reasons sent with the close codes the framework chooses: fixed phrases, because
 # exception text stays in the local log.
 _REASONS = {1003: "unsupported data", 1007: "invalid data", 1011: "internal error"}
+# Health answers must not be cached by a proxy between the prober and the server.
+_NO_STORE = (("Cache-Control", "no-store"),)
 
 
 def _endpoint_key(template: str) -> Hashable:
@@ -106,6 +108,7 @@ class App:
         self._group_options: list[tuple[str, GroupOptions]] = []
         self._registry = GroupRegistry()
         self._on_gap = on_gap
+        self._serving = False
         self._logger: LoggerLike = logger if logger is not None else _logger
         self.use_broker(
             broker if broker is not None else broker_from_url(os.environ.get(BROKER_ENV))
@@ -239,6 +242,37 @@ class App:
         """
         self._http.static(prefix, directory)
 
+    # ---- health --------------------------------------------------------------------------------
+
+    def not_ready(self) -> str | None:
+        """Why this app should not get new connections now, or None when it is ready: it
+        serves, and its broker can carry messages (for a Redis broker: connected, and its
+        probe came back recently)."""
+        if not self._serving:
+            return "not serving"
+        return self.broker.health()
+
+    def health_routes(self, live: str = "/livez", ready: str = "/readyz") -> None:
+        """Serve ``live`` (200 while the process answers) and ``ready`` (200 when
+        :meth:`not_ready` is None, else 503 with the reason), for load balancers and
+        orchestrators (e.g. Kubernetes liveness and readiness probes).
+
+        Raises:
+            ValueError: A path is already routed.
+        """
+
+        def livez(request: Request) -> Response:
+            return response(200, "ok\n", headers=_NO_STORE)
+
+        def readyz(request: Request) -> Response:
+            reason = self.not_ready()
+            if reason is None:
+                return response(200, "ready\n", headers=_NO_STORE)
+            return response(503, f"not ready: {reason}\n", headers=_NO_STORE)
+
+        self._http.get(live)(livez)
+        self._http.get(ready)(readyz)
+
     # ---- groups --------------------------------------------------------------------------------
 
     def sessions(self, path: str) -> Group:
@@ -299,10 +333,18 @@ class App:
             host,
             port,
             process_request=process_request,
-            on_start=self.broker.start,
-            on_closed=self.broker.close,
+            on_start=self._started,
+            on_closed=self._closed,
             **options,
         )
+
+    async def _started(self) -> None:
+        await self.broker.start()
+        self._serving = True
+
+    async def _closed(self) -> None:
+        self._serving = False
+        await self.broker.close()
 
     async def serve_forever(
         self,

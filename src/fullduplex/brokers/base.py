@@ -291,6 +291,11 @@ class Broker(ABC):
         self._deliver = deliver
         self._on_gap = on_gap
 
+    def health(self) -> str | None:
+        """Why this broker cannot carry messages now (for readiness checks), or None when it
+        can. The in-process broker always can."""
+        return None
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect, if the broker needs to (the app calls it before listening)."""
 

@@ -96,6 +96,9 @@ class PubSubLink:
         self._closing = False
         self._probe_seen = 0
         self._probes = itertools.count(1)
+        #: When the connection last proved alive (subscribed, or a probe came back), in
+        #: ``time.monotonic()`` seconds; 0.0 before.
+        self.alive_at = 0.0
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         loop = asyncio.get_running_loop()
@@ -260,6 +263,7 @@ class PubSubLink:
             if self._failing:
                 _logger.warning("Redis pub/sub connection to %s re-established", self.name)
                 self._failing = False
+            self.alive_at = time.monotonic()
             self._connected.set()
             return
         group = wire.group_of_channel(name)
@@ -285,7 +289,10 @@ class PubSubLink:
             )
         while self._probe_seen < token and time.monotonic() < deadline:
             await asyncio.sleep(min(0.02, self._probe_timeout / 10))
-        return self._probe_seen >= token
+        if self._probe_seen >= token:
+            self.alive_at = time.monotonic()
+            return True
+        return False
 
     async def _probe_loop(self) -> None:
         while not self._closing:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Collection
 from typing import Any
 
@@ -195,6 +196,10 @@ class RedisBroker(Broker):
         self._loop = asyncio.get_running_loop()
         self._client = clients.async_client(self.url, timeout=self.command_timeout)
         self._commands = CommandQueue(self._client, _SCRIPTS, self._publish_failed)
+        # Connect now rather than at the first group, so that health() tells from the start.
+        self._ensure_started()
+        if self.cluster:
+            self._schedule_route(refresh=False)
 
     async def close(self) -> None:
         """Stop receiving, send what is queued (bounded by ``command_timeout``), disconnect."""
@@ -760,6 +765,25 @@ class RedisBroker(Broker):
                 ttl = int(self.policies(group).presence_ttl * _MS)
                 zset, users = wire.keys(group)[2:]
                 commands.submit(commands.script("presence_refresh", (zset, users), ttl, *members))
+
+    # ---- health ----------------------------------------------------------------------------
+
+    def health(self) -> str | None:
+        """None while every pub/sub connection is up and its probe came back recently (within
+        two probe intervals and a probe timeout); else what is wrong."""
+        if self._client is None or self._closing:
+            return "the Redis broker is not started"
+        if self.cluster and not self._layout_known:
+            return "the Redis Cluster's layout is not known yet"
+        stale = 2 * self.probe_interval + self.probe_timeout
+        now = time.monotonic()
+        for link in self._links.values():
+            if not link.connected:
+                return f"the Redis pub/sub connection to {link.name} is down"
+            if now - link.alive_at > stale:
+                quiet = now - link.alive_at
+                return f"no probe came back from {link.name} for {quiet:.1f} s"
+        return None
 
     # ---- counters --------------------------------------------------------------------------
 

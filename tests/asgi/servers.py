@@ -86,7 +86,9 @@ def _accepting(port: int) -> bool:
 
 
 @contextmanager
-def run_server(kind: str, target: str, *extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def run_server(
+    kind: str, target: str, *extra: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run ASGI server ``kind`` on ``target`` (``module:attr``); yield ``host:port`` and the
     process; stop it after.
 

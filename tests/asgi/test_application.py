@@ -15,11 +15,31 @@ from fullduplex.exceptions import ConnectionClosed, InvalidStatus
 from tests.asgi.servers import SERVERS, run_server
 from tests.helpers import seconds
 
-# What a server does not carry, and what the suite expects from it instead: the
-# websocket.http.response extension (a denial's status and body); the close reason of the
-# client in websocket.disconnect (www spec 2.5).
-NO_DENIAL_BODY = {"daphne", "granian"}
-NO_DISCONNECT_REASON = {"daphne", "granian", "uvicorn-wsproto", "hypercorn"}
+# What each server does not carry, found by this suite; the tests expect exactly that (a
+# deviation that disappears fails its test, so this table stays true):
+# * disconnect_code: websocket.disconnect says 1006 whatever the client's close code was
+#   (hypercorn 0.18 reports only normal/abnormal);
+# * disconnect_reason: websocket.disconnect has no reason (www spec 2.5 added it);
+# * close_reason: the reason of websocket.close is not sent;
+# * denial_body: no websocket.http.response extension, so a denial is a bare 403;
+# * app_close_codes: websocket.close codes 1001-2999 are refused (autobahn allows only 1000
+#   and 3000-4999), so 1003/1007/1009/1011 never reach the client.
+DEVIATIONS: dict[str, set[str]] = {
+    "hypercorn": {"disconnect_code"},
+    "daphne": {"disconnect_reason", "close_reason", "denial_body", "app_close_codes"},
+    "granian": {"disconnect_reason"},
+}
+
+
+def _deviates(server: tuple[str, str], what: str) -> bool:
+    return what in DEVIATIONS.get(server[0], set())
+
+
+def _needs_app_close_codes(request: pytest.FixtureRequest, server: tuple[str, str]) -> None:
+    if _deviates(server, "app_close_codes"):
+        request.applymarker(
+            pytest.mark.xfail(reason=f"{server[0]} cannot send close codes 1001-2999", strict=True)
+        )
 
 
 @pytest.fixture(scope="module", params=SERVERS)
@@ -34,10 +54,11 @@ async def _recv(ws: fullduplex.WebSocket) -> str | bytes:
 
 
 async def _closed(ws: fullduplex.WebSocket) -> ConnectionClosed:
-    """Wait for the server to close ``ws``; return how."""
+    """Wait (at most 3 s) for the server to close ``ws``; return how."""
     with pytest.raises(ConnectionClosed) as info:
-        while True:
-            await _recv(ws)
+        async with asyncio.timeout(seconds(3)):
+            while True:
+                await ws.recv()
     return info.value
 
 
@@ -83,20 +104,25 @@ class TestEndpointSuite:
             ws = await fullduplex.connect(f"ws://{server[1]}/life/bob")
             await ws.send("close 4001 bye now")
             closed = await _closed(ws)
-            assert (closed.code, closed.reason) == (4001, "bye now")
+            reason = "" if _deviates(server, "close_reason") else "bye now"
+            assert (closed.code, closed.reason) == (4001, reason)
             assert await _recv(watcher) == "closed /life/bob 4001 bye now"
 
     async def test_client_close_code_reaches_on_close(self, server: tuple[str, str]) -> None:
         async with _watcher(server[1]) as watcher:
             ws = await fullduplex.connect(f"ws://{server[1]}/life/carol")
             await ws.close(4002, "client bye")
-            report = await _recv(watcher)
-            if server[0] in NO_DISCONNECT_REASON:
-                assert report in ("closed /life/carol 4002 client bye", "closed /life/carol 4002")
-            else:
-                assert report == "closed /life/carol 4002 client bye"
+            expected = "closed /life/carol 4002 client bye"
+            if _deviates(server, "disconnect_code"):
+                expected = "closed /life/carol 1006"
+            elif _deviates(server, "disconnect_reason"):
+                expected = "closed /life/carol 4002"
+            assert await _recv(watcher) == expected
 
-    async def test_error_reaches_on_error_then_1011(self, server: tuple[str, str]) -> None:
+    async def test_error_reaches_on_error_then_1011(
+        self, request: pytest.FixtureRequest, server: tuple[str, str]
+    ) -> None:
+        _needs_app_close_codes(request, server)
         async with fullduplex.connect(f"ws://{server[1]}/life/dave") as ws:
             await ws.send("boom")
             assert await _recv(ws) == "on_error RuntimeError"
@@ -114,7 +140,10 @@ class TestEndpointSuite:
             await ws.send("?")
             assert await _recv(ws) == "subprotocol=None"
 
-    async def test_oversize_message_closes_1009(self, server: tuple[str, str]) -> None:
+    async def test_oversize_message_closes_1009(
+        self, request: pytest.FixtureRequest, server: tuple[str, str]
+    ) -> None:
+        _needs_app_close_codes(request, server)
         async with fullduplex.connect(f"ws://{server[1]}/small") as ws:
             await ws.send("x" * 16)
             assert await _recv(ws) == "x" * 16
@@ -125,17 +154,19 @@ class TestEndpointSuite:
     async def test_denial_403_with_body(self, server: tuple[str, str]) -> None:
         with pytest.raises(InvalidStatus) as info:
             await fullduplex.connect(f"ws://{server[1]}/private")
-        assert info.value.status_code == 403
-        if server[0] not in NO_DENIAL_BODY:
-            assert info.value.body == b"no entry\n"
+        body = b"" if _deviates(server, "denial_body") else b"no entry\n"
+        assert (info.value.status_code, info.value.body) == (403, body)
 
     async def test_unknown_path_is_denied(self, server: tuple[str, str]) -> None:
         with pytest.raises(InvalidStatus) as info:
             await fullduplex.connect(f"ws://{server[1]}/nowhere")
-        expected = 403 if server[0] in NO_DENIAL_BODY else 404
+        expected = 403 if _deviates(server, "denial_body") else 404
         assert info.value.status_code == expected
 
-    async def test_json_codec(self, server: tuple[str, str]) -> None:
+    async def test_json_codec(
+        self, request: pytest.FixtureRequest, server: tuple[str, str]
+    ) -> None:
+        _needs_app_close_codes(request, server)
         async with fullduplex.connect(f"ws://{server[1]}/json") as ws:
             await ws.send('{"a": [1, 2]}')
             reply = await _recv(ws)
@@ -144,7 +175,10 @@ class TestEndpointSuite:
             await ws.send("not json")
             assert (await _closed(ws)).code == 1007
 
-    async def test_text_and_bytes_codecs(self, server: tuple[str, str]) -> None:
+    async def test_text_and_bytes_codecs(
+        self, request: pytest.FixtureRequest, server: tuple[str, str]
+    ) -> None:
+        _needs_app_close_codes(request, server)
         async with fullduplex.connect(f"ws://{server[1]}/text") as ws:
             await ws.send("abc")
             assert await _recv(ws) == "ABC"

@@ -65,7 +65,7 @@ def _commands(target: str, port: int) -> dict[str, list[str]]:
     }
 
 
-SERVERS = ("uvicorn", "uvicorn-wsproto", "hypercorn", "daphne", "granian")
+SERVERS = ("uvicorn", "uvicorn-wsproto", "hypercorn", "daphne", "granian", "fullduplex")
 """The ASGI servers every endpoint test runs under."""
 
 

@@ -101,7 +101,7 @@ def _scope(ws: ServerWebSocket, request: Request, kind: str, scheme: str) -> Sco
 class _Session:
     """One ASGI WebSocket on one fullduplex connection: the application's receive and send."""
 
-    __slots__ = ("accepted", "answered", "closed", "denial", "first", "task", "ws")
+    __slots__ = ("accepted", "answered", "closed", "denial", "first", "opened", "task", "ws")
 
     def __init__(self, ws: ServerWebSocket) -> None:
         self.ws = ws
@@ -112,6 +112,9 @@ class _Session:
         self.accepted = False
         self.denial: tuple[int, list[tuple[str, str]], list[bytes]] | None = None
         self.task: asyncio.Task[None] | None = None
+        # Resolved once the 101 is sent: what the application sends after its accept waits
+        # for it.
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def answer(self, response: Response | None) -> None:
         if not self.answered.done():
@@ -125,6 +128,8 @@ class _Session:
             await self.answered
             if not self.accepted or self.closed:
                 return self._disconnect()
+        if not self.opened.done():
+            await self.opened
         try:
             message = await self.ws.recv()
         except ConnectionClosed:
@@ -146,6 +151,8 @@ class _Session:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         ws = self.ws
+        if self.accepted and not self.opened.done():
+            await self.opened
         if kind == "websocket.send":
             if not self.accepted or self.closed:
                 raise ConnectionClosed(1006)
@@ -317,14 +324,22 @@ def serve_asgi(
         session = sessions.get(ws)
         if session is None or session.task is None:
             return
+        task = session.task
+        loop = asyncio.get_running_loop()
+
+        def bound(_: WebSocket) -> None:
+            # Once the connection is closed (by the peer, or with 1001 by the server's close
+            # at SIGTERM), the application has drain_timeout to see its disconnect and
+            # return: a shutdown never hangs on an application that ignores it.
+            if drain_timeout is not None and not task.done():
+                loop.call_later(drain_timeout, task.cancel)
+
+        ws.on_close = bound
+        if not session.opened.done():
+            session.opened.set_result(None)
         try:
-            await asyncio.shield(session.task)
-        except asyncio.CancelledError:
-            # The server is closing: the WebSocket closes with 1001 and the application
-            # gets its disconnect; it has drain_timeout to return.
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(session.task, drain_timeout)
-            raise
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         finally:
             sessions.pop(ws, None)
 

@@ -2,8 +2,11 @@
 
 * :class:`ASGIApp` (or ``app.asgi()``): a :class:`~fullduplex.app.App` as an ASGI 3
   application, for uvicorn, hypercorn, granian and daphne, or mounted in Starlette/FastAPI.
+* :func:`serve_asgi` (or ``fullduplex serve --asgi module:app``): ASGI 3 applications on
+  fullduplex's server.
 
-Modules: :mod:`~.application` (the App as an ASGI application), :mod:`~._types` (the ASGI
+Modules: :mod:`~.application` (the App as an ASGI application), :mod:`~.server`
+(ASGI applications on fullduplex's server), :mod:`~._types` (the ASGI
 callable's types).
 """
 
@@ -11,8 +14,10 @@ from __future__ import annotations
 
 from ._types import ASGIApplication, Message, Receive, Scope, Send
 from .application import ASGIApp, ASGIProcessRequest, ASGIWebSocket
+from .server import DEFAULT_DRAIN_TIMEOUT, serve_asgi
 
 __all__ = [
+    "DEFAULT_DRAIN_TIMEOUT",
     "ASGIApp",
     "ASGIApplication",
     "ASGIProcessRequest",
@@ -21,4 +26,5 @@ __all__ = [
     "Receive",
     "Scope",
     "Send",
+    "serve_asgi",
 ]

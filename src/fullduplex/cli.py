@@ -193,6 +193,8 @@ def _server_factory(args: argparse.Namespace) -> Callable[..., Server] | str:
         app = _load_app(args.app)
     except (ImportError, AttributeError) as exc:
         return f"cannot load {args.app}: {exc}"
+    if getattr(args, "asgi", False):
+        return _asgi_factory(args, app)
     if not isinstance(app, App):
         return f"{args.app} is a {type(app).__name__}, not a fullduplex.app.App"
     error = _use_broker(app, args)
@@ -204,6 +206,20 @@ def _server_factory(args: argparse.Namespace) -> Callable[..., Server] | str:
         return app.serve(host, port, compression=compression, **more)
 
     return make_app
+
+
+def _asgi_factory(args: argparse.Namespace, app: Any) -> Callable[..., Server] | str:
+    """``serve --asgi``: the server factory of an ASGI 3 application."""
+    from .asgi.server import serve_asgi  # noqa: PLC0415
+
+    if not callable(app):
+        return f"{args.app} is a {type(app).__name__}, not an ASGI application"
+    compression = None if args.no_compression else "deflate"
+
+    def make_asgi(host: str, port: int, **more: Any) -> Server:
+        return serve_asgi(app, host, port, compression=compression, **more)
+
+    return make_asgi
 
 
 def _use_broker(app: Any, args: argparse.Namespace) -> str | None:
@@ -517,6 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and ws://HOST:PORT' (https:// and wss:// with --certfile).",
     )
     serve_app.add_argument("app", metavar="MODULE:ATTRIBUTE", help="e.g. examples.demo:app")
+    serve_app.add_argument(
+        "--asgi",
+        action="store_true",
+        help="MODULE:ATTRIBUTE is an ASGI 3 application (Starlette, FastAPI...): run its "
+        "WebSocket scopes on fullduplex and its bodiless HTTP requests (GET) too",
+    )
     _add_server_arguments(serve_app, 8000, workers=True, reload=True, broker=True)
     return parser
 

@@ -45,10 +45,11 @@ from .codecs import Codec, DecodeError, PassthroughCodec
 from .endpoint import Endpoint, EndpointConfig, FunctionEndpoint, MessageHandler
 from .groups import Group, GroupRegistry
 from .http import HTTP, RouteHandler, response
-from .routing import Router
+from .routing import Route, Router
 from .session import Session
 
 if TYPE_CHECKING:
+    from ..asgi.application import ASGIApp
     from ..asyncio.connection import LoggerLike, WebSocket
     from ..asyncio.server import ServerWebSocket
     from ..protocol.handshake import Request, Response
@@ -413,6 +414,18 @@ class App:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(self.serve_forever(host, port, on_listening=announce, **options))
 
+    def asgi(self, **options: Any) -> ASGIApp:
+        """Return this app as an ASGI 3 application, for uvicorn, hypercorn, granian, daphne,
+        or to mount inside Starlette or FastAPI (see :class:`fullduplex.asgi.ASGIApp`).
+
+        Args:
+            **options: Options of :class:`~fullduplex.asgi.ASGIApp` (``process_request``).
+        """
+        # Imported on use: the ASGI adapter sits above the app package, which it imports.
+        from ..asgi.application import ASGIApp  # noqa: PLC0415
+
+        return ASGIApp(self, **options)
+
     # ---- routing -------------------------------------------------------------------------------
 
     async def _route(self, ws: ServerWebSocket, request: Request) -> Response | None:
@@ -451,6 +464,20 @@ class App:
         if found is None:  # pragma: no cover - process_request answered 404
             await ws.close(1011, "internal error")
             return
+        await self._run_matched(ws, path, query, found)
+
+    async def _run_matched(
+        self,
+        ws: WebSocket,
+        path: str,
+        query: str,
+        found: tuple[Route[EndpointConfig], dict[str, str]],
+    ) -> None:
+        """One session of the endpoint ``found`` for ``path``, from on_open to on_close.
+
+        Separate from :meth:`_run_session` because an ASGI server routes on the path below
+        the application's ``root_path``, not on the request's full path.
+        """
         route, params = found
         config = route.target
         try:

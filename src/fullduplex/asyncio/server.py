@@ -71,7 +71,14 @@ class ServerWebSocket(WebSocket):
     specific to it.
     """
 
-    __slots__ = ("_handshake", "_open_handle", "_open_timeout", "_server", "_task")
+    __slots__ = (
+        "_handshake",
+        "_open_handle",
+        "_open_timeout",
+        "_server",
+        "_task",
+        "accept_headers",
+    )
 
     def __init__(self, server: Server, *, open_timeout: float | None, **options: Any) -> None:
         super().__init__(**options)
@@ -81,6 +88,8 @@ class ServerWebSocket(WebSocket):
         # Released once the connection is open (its request stays, as ws.request).
         self._handshake: ServerHandshake | None = server._new_handshake()
         self._task: asyncio.Task[None] | None = None
+        #: Extra header fields for the 101 response; ``process_request`` may set them.
+        self.accept_headers: Sequence[tuple[str, str]] = ()
 
     def respond(
         self, status: int, body: str | bytes, headers: Iterable[tuple[str, str]] = ()
@@ -271,7 +280,7 @@ class ServerWebSocket(WebSocket):
             response = self.respond(503, "too many connections\n", [("Retry-After", "5")])
         if response is None:
             try:
-                response = self._hs().accept(request)
+                response = self._hs().accept(request, extra_headers=self.accept_headers)
             except InvalidHandshake as exc:
                 self._logger.info("[%s] invalid opening handshake: %s", self.id, exc)
                 response = self._hs().reject_for(exc)

@@ -1,0 +1,48 @@
+"""Unmodified Starlette and FastAPI applications, as ``fullduplex serve --asgi`` runs them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from starlette.applications import Starlette
+from starlette.endpoints import WebSocketEndpoint
+from starlette.routing import WebSocketRoute
+
+__all__ = ["fastapi_app", "starlette_app"]
+
+
+class Echo(WebSocketEndpoint):
+    """Starlette's class endpoint: text encoding, echo with a prefix."""
+
+    encoding = "text"
+
+    async def on_receive(self, websocket: Any, data: str) -> None:
+        """Echo."""
+        await websocket.send_text(f"starlette: {data}")
+
+
+starlette_app = Starlette(routes=[WebSocketRoute("/echo", Echo)])
+
+fastapi_app = FastAPI()
+
+
+@fastapi_app.get("/items/{item}")
+async def item(item: int) -> dict[str, int]:
+    """An HTTP route beside the WebSocket one."""
+    return {"item": item}
+
+
+@fastapi_app.websocket("/ws/{name}")
+async def ws_route(websocket: WebSocket, name: str) -> None:
+    """JSON echo with the path parameter; closes with 4000 on "bye"."""
+    await websocket.accept()
+    try:
+        while True:
+            data = await websocket.receive_json()
+            if data == "bye":
+                await websocket.close(4000, "bye")
+                return
+            await websocket.send_json({"name": name, "data": data})
+    except WebSocketDisconnect:
+        pass

@@ -1,0 +1,257 @@
+"""fullduplex.asgi.server: ASGI applications on fullduplex's server. A table of www spec 2.5
+scope keys and events (in-process server on 127.0.0.1), unmodified Starlette and FastAPI apps
+on ``fullduplex serve --asgi``, hostile headers, and SIGTERM's 1001 with a disconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+import fullduplex
+from fullduplex.asgi import Message, Receive, Scope, Send
+from fullduplex.asgi.server import serve_asgi
+from fullduplex.exceptions import ConnectionClosed, InvalidStatus
+from tests.asgi.servers import run_server
+from tests.asgi.test_application import _http_get
+from tests.helpers import seconds
+
+
+class Recorder:
+    """An ASGI app that records its scope and events, and follows a script for its answers."""
+
+    def __init__(self, script: Callable[[Scope, Receive, Send], Any]) -> None:
+        self.script = script
+        self.scope: Scope | None = None
+        self.events: list[Message] = []
+        self.done = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return  # no lifespan: the server goes on without it
+        self.scope = scope
+
+        async def recording_receive() -> Message:
+            event = await receive()
+            self.events.append(event)
+            return event
+
+        try:
+            await self.script(scope, recording_receive, send)
+        finally:
+            self.done.set()
+
+
+async def _accept_echo_once(scope: Scope, receive: Receive, send: Send) -> None:
+    await receive()  # connect
+    subprotocol = "b" if "b" in scope["subprotocols"] else None
+    await send(
+        {
+            "type": "websocket.accept",
+            "subprotocol": subprotocol,
+            "headers": [(b"x-extra", b"yes")],
+        }
+    )
+    event = await receive()
+    if "text" in event and event["text"] is not None:
+        await send({"type": "websocket.send", "text": event["text"]})
+    await send({"type": "websocket.send", "bytes": b"\x00bin"})
+    event = await receive()  # the client's close
+    assert event["type"] == "websocket.disconnect"
+
+
+@pytest.fixture
+async def recorded() -> AsyncIterator[tuple[Recorder, str]]:
+    """A Recorder of _accept_echo_once behind serve_asgi; (app, host:port)."""
+    app = Recorder(_accept_echo_once)
+    async with serve_asgi(app, "127.0.0.1", 0) as server:
+        yield app, f"127.0.0.1:{server.port}"
+
+
+SCOPE_KEYS: list[tuple[str, Callable[[Any], bool]]] = [
+    ("type", lambda v: v == "websocket"),
+    ("asgi", lambda v: v == {"version": "3.0", "spec_version": "2.5"}),
+    ("http_version", lambda v: v == "1.1"),
+    ("scheme", lambda v: v == "ws"),
+    ("path", lambda v: v == "/a b/ü"),
+    ("raw_path", lambda v: v == b"/a%20b/%C3%BC"),
+    ("query_string", lambda v: v == b"x=1&y=%20"),
+    ("root_path", lambda v: v == ""),
+    (
+        "headers",
+        lambda v: (
+            all(isinstance(n, bytes) and n == n.lower() for n, _ in v)
+            and (b"x-custom", b"Value") in v
+        ),
+    ),
+    ("client", lambda v: isinstance(v, tuple) and v[0] == "127.0.0.1"),
+    ("server", lambda v: isinstance(v, tuple) and v[0] == "127.0.0.1"),
+    ("subprotocols", lambda v: v == ["a", "b"]),
+    ("state", lambda v: isinstance(v, dict)),
+    ("extensions", lambda v: "websocket.http.response" in v),
+]
+
+
+@pytest.mark.parametrize(("key", "check"), SCOPE_KEYS, ids=[key for key, _ in SCOPE_KEYS])
+async def test_websocket_scope_key(
+    recorded: tuple[Recorder, str], key: str, check: Callable[[Any], bool]
+) -> None:
+    app, where = recorded
+    url = f"ws://{where}/a%20b/%C3%BC?x=1&y=%20"
+    async with fullduplex.connect(
+        url, subprotocols=["a", "b"], additional_headers=[("X-Custom", "Value")]
+    ) as ws:
+        await ws.send("hi")
+        await asyncio.wait_for(ws.recv(), seconds(5))
+    assert app.scope is not None
+    assert check(app.scope[key]), app.scope.get(key)
+
+
+async def test_events_accept_send_receive_disconnect(recorded: tuple[Recorder, str]) -> None:
+    app, where = recorded
+    async with fullduplex.connect(f"ws://{where}/", subprotocols=["a", "b"]) as ws:
+        assert ws.subprotocol == "b"  # websocket.accept subprotocol
+        assert ws.response is not None and ws.response.headers["X-Extra"] == "yes"
+        await ws.send("text")
+        assert await asyncio.wait_for(ws.recv(), seconds(5)) == "text"
+        assert await asyncio.wait_for(ws.recv(), seconds(5)) == b"\x00bin"
+        await ws.close(4005, "done here")
+    await asyncio.wait_for(app.done.wait(), seconds(5))
+    assert [event["type"] for event in app.events] == [
+        "websocket.connect",
+        "websocket.receive",
+        "websocket.disconnect",
+    ]
+    assert app.events[1]["text"] == "text"
+    assert (app.events[2]["code"], app.events[2]["reason"]) == (4005, "done here")
+
+
+async def _close_with_reason(scope: Scope, receive: Receive, send: Send) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 4321, "reason": "app says bye"})
+
+
+async def _deny_with_body(scope: Scope, receive: Receive, send: Send) -> None:
+    await receive()
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": 401,
+            "headers": [(b"content-type", b"text/plain")],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": b"who ", "more_body": True})
+    await send({"type": "websocket.http.response.body", "body": b"are you?"})
+
+
+async def _close_before_accept(scope: Scope, receive: Receive, send: Send) -> None:
+    await receive()
+    await send({"type": "websocket.close"})
+
+
+async def test_close_with_reason() -> None:
+    async with serve_asgi(Recorder(_close_with_reason), "127.0.0.1", 0) as server:
+        ws = await fullduplex.connect(f"ws://127.0.0.1:{server.port}/")
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), seconds(5))
+        assert (info.value.code, info.value.reason) == (4321, "app says bye")
+
+
+@pytest.mark.parametrize(
+    ("script", "status", "body"),
+    [(_deny_with_body, 401, b"who are you?"), (_close_before_accept, 403, b"")],
+    ids=["http.response extension", "close before accept"],
+)
+async def test_denial(script: Callable[..., Any], status: int, body: bytes) -> None:
+    async with serve_asgi(Recorder(script), "127.0.0.1", 0) as server:
+        with pytest.raises(InvalidStatus) as info:
+            await fullduplex.connect(f"ws://127.0.0.1:{server.port}/")
+        assert (info.value.status_code, info.value.body) == (status, body)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["caf\xe9", "a\x00b", "x" * 65536, "\xff\xfe"],
+    ids=["latin-1", "nul", "64KiB", "high bytes"],
+)
+async def test_hostile_header_never_crashes(recorded: tuple[Recorder, str], value: str) -> None:
+    _, where = recorded
+    host, port = where.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    request = (
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Protocol: {value}\r\nX-Hostile: {value}\r\n\r\n"
+    )
+    writer.write(request.encode("latin-1"))
+    status = await asyncio.wait_for(reader.readline(), seconds(5))
+    writer.close()
+    # Refused (400/431) or accepted with the bytes kept; and the server still serves.
+    assert status.split()[1] in (b"101", b"400", b"431")
+    async with fullduplex.connect(f"ws://{where}/") as ws:
+        await ws.send("still here")
+        assert await asyncio.wait_for(ws.recv(), seconds(5)) == "still here"
+
+
+class TestFrameworksOnAsgi:
+    """Unmodified Starlette and FastAPI apps on ``fullduplex serve --asgi``."""
+
+    async def test_starlette_websocket_endpoint(self) -> None:
+        with run_server("fullduplex", "tests.asgi.frameworks:starlette_app") as (where, _):
+            async with fullduplex.connect(f"ws://{where}/echo") as ws:
+                await ws.send("hi")
+                assert await asyncio.wait_for(ws.recv(), seconds(5)) == "starlette: hi"
+
+    async def test_fastapi_websocket_and_http_routes(self) -> None:
+        with run_server("fullduplex", "tests.asgi.frameworks:fastapi_app") as (where, _):
+            assert await _http_get(where, "/items/7") == (200, b'{"item":7}')
+            status, _ = await _http_get(where, "/nothing")
+            assert status == 404
+            async with fullduplex.connect(f"ws://{where}/ws/zoe") as ws:
+                await ws.send(json.dumps([1, 2]))
+                reply = await asyncio.wait_for(ws.recv(), seconds(5))
+                assert json.loads(reply) == {"name": "zoe", "data": [1, 2]}
+                await ws.send(json.dumps("bye"))
+                with pytest.raises(ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), seconds(5))
+                assert (info.value.code, info.value.reason) == (4000, "bye")
+
+    async def test_sigterm_closes_1001_and_exits(self) -> None:
+        with run_server("fullduplex", "tests.asgi.apps:asgi_app") as (where, proc):
+            async with fullduplex.connect(f"ws://{where}/life/sam") as ws:
+                proc.send_signal(signal.SIGTERM)
+                with pytest.raises(ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), seconds(10))
+                assert info.value.code == 1001
+            returncode = await asyncio.to_thread(proc.wait, seconds(10))
+            assert returncode == 0
+
+
+async def _wait_forever(scope: Scope, receive: Receive, send: Send) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    event = await receive()
+    assert event["type"] == "websocket.disconnect"
+    await asyncio.sleep(3600)  # ignores the disconnect: the drain bound must end it
+
+
+async def test_server_close_delivers_1001_disconnect_within_the_drain() -> None:
+    app = Recorder(_wait_forever)
+    server = serve_asgi(app, "127.0.0.1", 0, drain_timeout=seconds(0.5))
+    await server
+    ws = await fullduplex.connect(f"ws://127.0.0.1:{server.port}/")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(server.close(), seconds(10))  # what SIGTERM does
+    assert loop.time() - started < seconds(5)
+    assert app.events[-1]["type"] == "websocket.disconnect"
+    assert app.events[-1]["code"] == 1001
+    assert app.done.is_set()  # cancelled after the drain
+    with pytest.raises(ConnectionClosed) as info:
+        await ws.recv()
+    assert info.value.code == 1001

@@ -15,7 +15,7 @@ import pytest
 
 from fullduplex.asyncio.client import connect
 from fullduplex.cli import main
-from fullduplex.exceptions import ConnectionClosedOK
+from fullduplex.exceptions import ConnectionClosedOK, InvalidStatus
 from tests.app.utils import http_get
 from tests.asyncio.utils import wait_for
 from tests.helpers import seconds
@@ -84,6 +84,27 @@ class TestServe:
                 assert await wait_for(ws.recv()) == b"\x00"
             proc.terminate()
             assert await asyncio.to_thread(proc.wait, seconds(10)) == 0
+
+    async def test_health_and_limits(self) -> None:
+        with serve_process(
+            "tests.app.sample_app:app", "--port", "0", "--health", "--max-connections", "1"
+        ) as (proc, line):
+            found = _FIRST_LINE.fullmatch(line)
+            assert found is not None, line
+            port = int(found[1])
+            assert (await http_get(port, "/readyz"))[:3:2] == (200, b"ready\n")
+            assert (await http_get(port, "/livez"))[0] == 200
+            async with connect(f"ws://127.0.0.1:{port}/echo"):
+                with pytest.raises(InvalidStatus) as refused:
+                    async with connect(f"ws://127.0.0.1:{port}/echo"):
+                        pass
+                assert refused.value.status_code == 503
+            proc.terminate()
+            assert await asyncio.to_thread(proc.wait, seconds(10)) == 0
+
+    def test_bad_limit(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["serve", "tests.app.sample_app:app", "--accept-rate", "0"]) == 2
+        assert "rate must be positive" in capsys.readouterr().err
 
     @pytest.mark.parametrize(
         ("spec", "error"),

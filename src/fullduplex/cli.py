@@ -223,7 +223,23 @@ def _asgi_factory(args: argparse.Namespace, app: Any) -> Callable[..., Server] |
 
 
 def _use_broker(app: Any, args: argparse.Namespace) -> str | None:
-    """Give the app the broker of ``--broker``; return an error message if it cannot be."""
+    """Give the app the broker of ``--broker``, the health routes of ``--health`` and the
+    limits of ``--max-connections``, ``--max-per-ip`` and ``--accept-rate``; return an error
+    message if it cannot be done."""
+    from .app import Limits  # noqa: PLC0415
+
+    try:
+        if getattr(args, "health", False):
+            app.health_routes()
+        limits = Limits(
+            max_connections=getattr(args, "max_connections", None),
+            max_per_ip=getattr(args, "max_per_ip", None),
+            rate=getattr(args, "accept_rate", None),
+        )
+        if limits != Limits():
+            app.use_limits(limits)
+    except ValueError as exc:
+        return str(exc)
     url = getattr(args, "broker", None)
     if not url:
         return None
@@ -451,6 +467,30 @@ def _add_server_arguments(
             help="carry the app's groups between processes and machines through this broker: "
             "redis://HOST:PORT/DB (needs 'fullduplex[redis]') or memory:// (one process; the "
             "default, unless FULLDUPLEX_BROKER names one)",
+        )
+    if broker:  # the commands that serve an App
+        parser.add_argument(
+            "--health",
+            action="store_true",
+            help="serve /livez and /readyz (503 while the broker cannot carry messages)",
+        )
+        parser.add_argument(
+            "--max-connections",
+            type=_positive,
+            metavar="N",
+            help="refuse more than N open connections per process, before the upgrade (503)",
+        )
+        parser.add_argument(
+            "--max-per-ip",
+            type=_positive,
+            metavar="N",
+            help="refuse more than N open connections per client address (429)",
+        )
+        parser.add_argument(
+            "--accept-rate",
+            type=float,
+            metavar="R",
+            help="admit at most R new connections per second per process, bursts of R (429)",
         )
     if workers:
         parser.add_argument(

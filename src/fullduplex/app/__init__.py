@@ -14,7 +14,7 @@
 
 Modules: :mod:`~.routing` (path templates), :mod:`~.codecs`, :mod:`~.session`,
 :mod:`~.groups` (groups and broadcast), :mod:`~.endpoint`, :mod:`~.http` (GET routes and
-static files), :mod:`~.app`.
+static files), :mod:`~.limits` (admission before the upgrade), :mod:`~.app`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .codecs import BytesCodec, Codec, DecodeError, JSONCodec, PassthroughCodec,
 from .endpoint import CloseReason, Endpoint, EndpointConfig
 from .groups import Group, stamp_json
 from .http import response
+from .limits import Limits
 from .routing import Router
 from .session import Session
 
@@ -39,6 +40,7 @@ __all__ = [
     "Group",
     "Headers",
     "JSONCodec",
+    "Limits",
     "PassthroughCodec",
     "Request",
     "Response",

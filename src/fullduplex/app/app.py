@@ -45,6 +45,7 @@ from .codecs import Codec, DecodeError, PassthroughCodec
 from .endpoint import Endpoint, EndpointConfig, FunctionEndpoint, MessageHandler
 from .groups import Group, GroupRegistry
 from .http import HTTP, RouteHandler, response
+from .limits import Admission, Limits
 from .routing import Route, Router
 from .session import Session
 
@@ -95,6 +96,8 @@ class App:
             messages of a group did not reach this process and could not be recovered
             (they are also logged and counted). E.g. tell the group's members to reload.
         logger: Where the framework logs session errors (default ``fullduplex.app``).
+        limits: What to admit before the upgrade (connections in all, per client address,
+            per user, per second): see :class:`~fullduplex.app.limits.Limits`.
     """
 
     def __init__(
@@ -103,12 +106,14 @@ class App:
         broker: Broker | None = None,
         on_gap: Callable[[Gap], object] | None = None,
         logger: LoggerLike | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._endpoints: Router[EndpointConfig] = Router()
         self._http = HTTP()
         self._group_options: list[tuple[str, GroupOptions]] = []
         self._registry = GroupRegistry()
         self._on_gap = on_gap
+        self._admission = Admission(limits) if limits is not None else None
         self._serving = False
         self._logger: LoggerLike = logger if logger is not None else _logger
         self.use_broker(
@@ -242,6 +247,11 @@ class App:
             ValueError: ``prefix`` does not start with "/", or ``directory`` is not one.
         """
         self._http.static(prefix, directory)
+
+    def use_limits(self, limits: Limits | None) -> None:
+        """Admit connections within ``limits`` from now on (None: no limits); the counts start
+        from zero."""
+        self._admission = Admission(limits) if limits is not None else None
 
     # ---- health --------------------------------------------------------------------------------
 
@@ -437,6 +447,10 @@ class App:
         if found is None:
             return ws.respond(404, "Not Found\n")
         config = found[0].target
+        if self._admission is not None:
+            refused = self._admission.admit(ws, request)
+            if refused is not None:
+                return refused
         ws.max_message_size = config.max_message_size
         if config.compression is None:
             # The client's offer is withdrawn, so the handshake answers as if it never made

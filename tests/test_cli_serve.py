@@ -87,7 +87,8 @@ class TestServe:
 
     async def test_health_and_limits(self) -> None:
         with serve_process(
-            "tests.app.sample_app:app", "--port", "0", "--health", "--max-connections", "1"
+            "tests.app.sample_app:app",
+            *("--port", "0", "--health", "--metrics", "--max-connections", "1"),
         ) as (proc, line):
             found = _FIRST_LINE.fullmatch(line)
             assert found is not None, line
@@ -99,6 +100,9 @@ class TestServe:
                     async with connect(f"ws://127.0.0.1:{port}/echo"):
                         pass
                 assert refused.value.status_code == 503
+            status, _, body = await http_get(port, "/metrics")
+            assert status == 200
+            assert b'fullduplex_upgrades_refused_total{reason="capacity"} 1\n' in body
             proc.terminate()
             assert await asyncio.to_thread(proc.wait, seconds(10)) == 0
 

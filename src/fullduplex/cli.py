@@ -231,6 +231,8 @@ def _use_broker(app: Any, args: argparse.Namespace) -> str | None:
     try:
         if getattr(args, "health", False):
             app.health_routes()
+        if getattr(args, "metrics", False):
+            app.metrics_route()
         limits = Limits(
             max_connections=getattr(args, "max_connections", None),
             max_per_ip=getattr(args, "max_per_ip", None),
@@ -473,6 +475,11 @@ def _add_server_arguments(
             "--health",
             action="store_true",
             help="serve /livez and /readyz (503 while the broker cannot carry messages)",
+        )
+        parser.add_argument(
+            "--metrics",
+            action="store_true",
+            help="serve the app's metrics at /metrics (Prometheus text format)",
         )
         parser.add_argument(
             "--max-connections",

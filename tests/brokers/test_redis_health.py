@@ -54,3 +54,16 @@ async def test_deaf_connection_is_not_ready_within_seconds(redis_server: RedisSe
             assert b"not ready" in body
             relay.heal()
             await until_status(server.port, 200, timeout=15)
+
+
+async def test_metrics_include_the_broker(redis_server: RedisServer) -> None:
+    app = App(broker=RedisBroker(redis_server.url))
+    app.metrics_route()
+    async with serving(app) as server:
+        await app.broker.publish("g", b"x", text=True)
+        status, _, body = await http_get(server.port, "/metrics")
+    assert status == 200
+    text = body.decode()
+    assert "fullduplex_broker_published_total 1\n" in text
+    assert "# TYPE fullduplex_broker_connections gauge\n" in text
+    assert "fullduplex_broker_gaps_total 0\n" in text

@@ -46,6 +46,7 @@ from .endpoint import Endpoint, EndpointConfig, FunctionEndpoint, MessageHandler
 from .groups import Group, GroupRegistry
 from .http import HTTP, RouteHandler, response
 from .limits import Admission, Limits
+from .metrics import Metrics
 from .routing import Route, Router
 from .session import Session
 
@@ -115,6 +116,7 @@ class App:
         self._on_gap = on_gap
         self._admission = Admission(limits) if limits is not None else None
         self._serving = False
+        self._registry.metrics.add_gauges(self._gauges)
         self._logger: LoggerLike = logger if logger is not None else _logger
         self.use_broker(
             broker if broker is not None else broker_from_url(os.environ.get(BROKER_ENV))
@@ -248,6 +250,51 @@ class App:
         """
         self._http.static(prefix, directory)
 
+    @property
+    def metrics(self) -> Metrics:
+        """This app's counters (:class:`~fullduplex.app.metrics.Metrics`): read them with
+        ``render()`` (Prometheus text) or ``snapshot()`` (a dict), or serve them with
+        :meth:`metrics_route`."""
+        return self._registry.metrics
+
+    def metrics_route(self, path: str = "/metrics") -> None:
+        """Serve this app's metrics at ``path`` in Prometheus' text format (0.0.4): sessions
+        opened and closed (by endpoint, close code), refused upgrades (by reason), messages,
+        broadcasts and their fan-out time, slow-consumer actions, recoveries, open
+        connections per endpoint, readiness, and the broker's counters.
+
+        Raises:
+            ValueError: ``path`` is already routed.
+        """
+
+        def scrape(request: Request) -> Response:
+            body = self.metrics.render(self.broker)
+            return response(
+                200,
+                body.encode(),
+                content_type="text/plain; version=0.0.4; charset=utf-8",
+                headers=_NO_STORE,
+            )
+
+        self._http.get(path)(scrape)
+
+    def _gauges(self) -> list[tuple[str, str, str, float]]:
+        samples: list[tuple[str, str, str, float]] = []
+        for route in self._endpoints:
+            template = route.target.path
+            members = self._registry.members(_endpoint_key(template))
+            samples.append(
+                (
+                    "fullduplex_connections",
+                    "Open sessions, by endpoint.",
+                    f'endpoint="{template}"',
+                    len(members) if members else 0,
+                )
+            )
+        ready = 1 if self.not_ready() is None else 0
+        samples.append(("fullduplex_ready", "1 when /readyz would answer 200.", "", ready))
+        return samples
+
     def use_limits(self, limits: Limits | None) -> None:
         """Admit connections within ``limits`` from now on (None: no limits); the counts start
         from zero."""
@@ -335,6 +382,7 @@ class App:
                 if inspect.isawaitable(answer):
                     answer = await answer
                 if answer is not None:
+                    self.metrics.count(self.metrics.refused, "denied")
                     return answer  # type: ignore[no-any-return]
             return await self._route(ws, request)
 
@@ -445,11 +493,13 @@ class App:
         if not _is_upgrade(request):
             return await self._http.respond(ws, request, path, endpoint=found is not None)
         if found is None:
+            self.metrics.count(self.metrics.refused, "not_found")
             return ws.respond(404, "Not Found\n")
         config = found[0].target
         if self._admission is not None:
             refused = self._admission.admit(ws, request)
             if refused is not None:
+                self.metrics.count(self.metrics.refused, self._admission.last_refusal)
                 return refused
         ws.max_message_size = config.max_message_size
         if config.compression is None:
@@ -507,12 +557,15 @@ class App:
         )
         key = _endpoint_key(config.path)
         session._opened(key)
+        metrics = self.metrics
+        metrics.count(metrics.opened, config.path)
         closed: ConnectionClosed | None = None
         try:
             closed = await self._converse(endpoint, session, config)
         finally:
             session._ended(key)
             reason = session._close_reason(closed)
+            metrics.count_close(reason.code, _closed_by(closed, session))
             try:
                 await _invoke(endpoint.on_close, session, reason)
             except Exception as exc:
@@ -541,11 +594,13 @@ class App:
         on_message = endpoint.handler if type(endpoint) is FunctionEndpoint else endpoint.on_message
         is_async = inspect.iscoroutinefunction(on_message)
         idle = config.idle_timeout is not None
+        metrics = self.metrics
         while True:
             try:
                 message = await recv()
             except ConnectionClosed as exc:
                 return exc
+            metrics.received += 1
             if idle:
                 session._touch()
             try:
@@ -587,6 +642,19 @@ class App:
             await _invoke(endpoint.on_error, session, error)
         except Exception:
             self._logger.error("[%s] on_error failed", session.id, exc_info=True)
+
+
+def _closed_by(closed: ConnectionClosed | None, session: Session) -> str:
+    """Who sent a close frame: ``peer`` (one arrived; maybe the answer to ours), ``server``
+    (only ours), or ``none`` (the TCP connection just ended)."""
+    ws = session._ws
+    code = closed.code if closed is not None else ws.close_code
+    if code is not None and code != 1006:
+        return "peer"
+    sent = closed.sent_code if closed is not None else None
+    if sent is not None or session._sent is not None:
+        return "server"
+    return "none"
 
 
 async def _invoke(func: Callable[..., Any], *args: Any) -> Any:

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Hashable, Iterator
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ..brokers.base import Broker, Position, Publication
 from ..brokers.memory import MemoryBroker, Recorded
 from ..protocol.frames import Opcode, serialize_frame
+from .metrics import Metrics
 
 if TYPE_CHECKING:
     from .codecs import Codec
@@ -68,7 +70,15 @@ class GroupRegistry:
     leave makes it unsubscribe).
     """
 
-    __slots__ = ("_floors", "_flush_scheduled", "_held", "_members", "_recovering", "broker")
+    __slots__ = (
+        "_floors",
+        "_flush_scheduled",
+        "_held",
+        "_members",
+        "_recovering",
+        "broker",
+        "metrics",
+    )
 
     def __init__(self, broker: Broker | None = None) -> None:
         self._members: dict[Hashable, dict[Session, None]] = {}
@@ -80,6 +90,8 @@ class GroupRegistry:
         # Sessions with broker messages queued but not written yet: see dispatch().
         self._held: dict[Session, None] = {}
         self._flush_scheduled = False
+        #: The app's counters (broadcasts, deliveries, fan-out time, ...).
+        self.metrics = Metrics()
 
     def add(self, key: Hashable, session: Session) -> None:
         """Put ``session`` in group ``key`` (no effect if it is there already)."""
@@ -143,6 +155,7 @@ class GroupRegistry:
         members = self._members.get(group)
         if not members:
             return 0
+        started = perf_counter()
         message: str | bytes = publication.data.decode() if publication.text else publication.data
         stamp = self.broker.policies(group).stamp
         if stamp is not None:
@@ -172,6 +185,7 @@ class GroupRegistry:
         if held and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_held)
+        self.metrics.timed_broadcast(started, count)
         return count
 
     def _flush_held(self) -> None:
@@ -201,6 +215,7 @@ class GroupRegistry:
         members = self._members.get(key)
         if not members:
             return 0
+        started = perf_counter()
         stamp = (
             self.broker.policies(key).stamp
             if position is not None and isinstance(key, str)
@@ -230,6 +245,7 @@ class GroupRegistry:
                     message, frame = cached
             if session._offer(frame, message, len(frame)):
                 count += 1
+        self.metrics.timed_broadcast(started, count)
         return count
 
     def deliver_one(self, group: str, session: Session, item: Any) -> bool:

@@ -84,7 +84,16 @@ class Admission:
         clock: Seconds, monotonic (for tests).
     """
 
-    __slots__ = ("_by_ip", "_by_user", "_clock", "_open", "_stamp", "_tokens", "limits")
+    __slots__ = (
+        "_by_ip",
+        "_by_user",
+        "_clock",
+        "_open",
+        "_stamp",
+        "_tokens",
+        "last_refusal",
+        "limits",
+    )
 
     def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
@@ -94,6 +103,8 @@ class Admission:
         self._by_user: dict[str, int] = {}
         self._tokens = float(self._burst)
         self._stamp = clock()
+        #: Why the last refusal was made: ``rate``, ``capacity``, ``per_ip`` or ``per_user``.
+        self.last_refusal = ""
 
     @property
     def _burst(self) -> int:
@@ -112,19 +123,19 @@ class Admission:
         ``ws`` is closed."""
         limits = self.limits
         if limits.rate is not None and not self._take_token():
-            return self._refuse(429, "too many new connections: slow down")
+            return self._refuse(429, "too many new connections: slow down", "rate")
         if limits.max_connections is not None and self._open >= limits.max_connections:
-            return self._refuse(503, "the server is at capacity")
+            return self._refuse(503, "the server is at capacity", "capacity")
         address = self.client_address(ws, request)
         if limits.max_per_ip is not None and self._by_ip.get(address, 0) >= limits.max_per_ip:
-            return self._refuse(429, "too many connections from your address")
+            return self._refuse(429, "too many connections from your address", "per_ip")
         user = limits.user(request) if limits.user is not None else None
         if (
             user is not None
             and limits.max_per_user is not None
             and self._by_user.get(user, 0) >= limits.max_per_user
         ):
-            return self._refuse(429, "too many connections for this user")
+            return self._refuse(429, "too many connections for this user", "per_user")
         self._open += 1
         self._by_ip[address] = self._by_ip.get(address, 0) + 1
         if user is not None:
@@ -170,7 +181,8 @@ class Admission:
         if user is not None:
             _decrement(self._by_user, user)
 
-    def _refuse(self, status: int, reason: str) -> Response:
+    def _refuse(self, status: int, reason: str, label: str) -> Response:
+        self.last_refusal = label
         wait = max(1, math.ceil(self.limits.retry_after))
         return response(status, reason + "\n", headers=(("Retry-After", str(wait)),))
 

@@ -174,6 +174,7 @@ class Session:
         if self._idle_handle is not None:
             self._touch()
         await self._ws.send(message)
+        self._registry.metrics.sent += 1
 
     def send_nowait(self, obj: Any) -> bool:
         """Send ``obj`` now, without waiting, under the endpoint's overflow policy.
@@ -186,7 +187,10 @@ class Session:
             TypeError: The codec cannot encode ``obj``.
         """
         message = self._codec.encode(obj)
-        return self._offer(None, message, len(message))
+        if self._offer(None, message, len(message)):
+            self._registry.metrics.sent += 1
+            return True
+        return False
 
     def _offer(
         self, frame: bytes | None, message: str | bytes, size: int, hold: bool = False
@@ -229,6 +233,7 @@ class Session:
         self._ws.flush()
 
     def _overflowed(self) -> None:
+        self._registry.metrics.count(self._registry.metrics.slow_consumers, self._config.overflow)
         if self._config.overflow == "drop":
             if not self._dropped:
                 _logger.info("[%s] slow consumer: dropping messages", self.id)
@@ -318,6 +323,9 @@ class Session:
             recovery = await registry.broker.recover(name, since)
         finally:
             held = registry.end_recovery(name, self)
+        registry.metrics.count(
+            registry.metrics.recoveries, "recovered" if recovery.recovered else recovery.reason
+        )
         if recovery.recovered:
             # Bounded by the group's max_recovery, so written whatever the buffer holds.
             for item in recovery.publications:

@@ -258,9 +258,13 @@ def _use_broker(app: Any, args: argparse.Namespace) -> str | None:
 
 
 async def _serve_until_signal(
-    make: Callable[[], Server], on_listening: Callable[[Server], object]
+    make: Callable[[], Server],
+    on_listening: Callable[[Server], object],
+    drain: float = 0.0,
+    drain_code: int = 1001,
 ) -> None:
-    """Serve until SIGINT or SIGTERM; then close every connection with 1001."""
+    """Serve until SIGINT or SIGTERM; then close every connection with ``drain_code``, spread
+    over ``drain`` seconds (0: all at once with 1001)."""
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
 
@@ -275,11 +279,16 @@ async def _serve_until_signal(
         async with make() as server:
             on_listening(server)
             await stop
+            if drain > 0 or drain_code != 1001:
+                await server.drain(drain, code=drain_code, timeout=drain + _DRAIN_GRACE)
             # Leaving the block closes the server: 1001 to every client, handlers awaited.
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
 
+
+# After a drain's spread, what its last connections have to finish their close handshake.
+_DRAIN_GRACE = 3.0
 
 # Optional loop packages: option -> (module, the extra that installs it).
 _LOOP_PACKAGES = {"--uvloop": ("uvloop", "uvloop"), "--aiofastnet": ("aiofastnet", "fast")}
@@ -337,7 +346,10 @@ def _serve_here(args: argparse.Namespace, port: int, channel: WorkerChannel | No
         return factory(args.host, port, **options)
 
     try:
-        return _run(_serve_until_signal(make, on_listening), args.uvloop, args.aiofastnet)
+        serving = _serve_until_signal(
+            make, on_listening, getattr(args, "drain", 0.0), getattr(args, "drain_code", 1001)
+        )
+        return _run(serving, args.uvloop, args.aiofastnet)
     except OSError as exc:  # e.g. the port is taken
         print(f"fullduplex {args.command}: cannot listen: {exc}", file=sys.stderr)
         return 1
@@ -492,6 +504,23 @@ def _add_server_arguments(
             type=_positive,
             metavar="N",
             help="refuse more than N open connections per client address (429)",
+        )
+        parser.add_argument(
+            "--drain",
+            type=float,
+            default=5.0,
+            metavar="SECONDS",
+            help="on SIGTERM/SIGINT: stop listening (other workers on the port keep "
+            "accepting, /readyz turns 503), then close the connections gradually over this "
+            "many seconds so that clients reconnect spread out (default 5; 0: all at once)",
+        )
+        parser.add_argument(
+            "--drain-code",
+            type=int,
+            default=1001,
+            metavar="CODE",
+            help="the close code of a drain: 1001 (default), 1012 (service restart), or "
+            "4000-4999 of your own",
         )
         parser.add_argument(
             "--accept-rate",

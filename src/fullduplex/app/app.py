@@ -116,6 +116,7 @@ class App:
         self._on_gap = on_gap
         self._admission = Admission(limits) if limits is not None else None
         self._serving = False
+        self._server: Server | None = None
         self._registry.metrics.add_gauges(self._gauges)
         self._logger: LoggerLike = logger if logger is not None else _logger
         self.use_broker(
@@ -308,6 +309,8 @@ class App:
         probe came back recently)."""
         if not self._serving:
             return "not serving"
+        if self._server is not None and self._server.closing:
+            return "draining"
         return self.broker.health()
 
     def health_routes(self, live: str = "/livez", ready: str = "/readyz") -> None:
@@ -387,7 +390,7 @@ class App:
             return await self._route(ws, request)
 
         options.setdefault("select_subprotocol", self._select_subprotocol)
-        return serve(
+        server = self._server = serve(
             self._run_session,
             host,
             port,
@@ -396,6 +399,7 @@ class App:
             on_closed=self._closed,
             **options,
         )
+        return server
 
     async def _started(self) -> None:
         await self.broker.start()
@@ -411,10 +415,13 @@ class App:
         port: int = 8000,
         *,
         on_listening: Callable[[Server], object] | None = None,
+        drain: float = 0.0,
+        drain_code: int = 1001,
         **options: Any,
     ) -> None:
         """Serve until SIGINT or SIGTERM (or until cancelled); then close every session with
-        1001 and return.
+        1001 and return; with ``drain``, close them with ``drain_code`` spread over that many
+        seconds (:meth:`Server.drain <fullduplex.asyncio.server.Server.drain>`).
 
         Signal handlers are installed only when called from the main thread.
 
@@ -444,6 +451,8 @@ class App:
                 if on_listening is not None:
                     on_listening(server)
                 await stop
+                if drain > 0 or drain_code != 1001:
+                    await server.drain(drain, code=drain_code, timeout=drain + 3.0)
                 # Leaving the block closes the server: 1001 to every session, tasks awaited.
         finally:
             for signum in installed:

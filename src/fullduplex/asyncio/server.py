@@ -27,6 +27,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import math
 import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
@@ -62,6 +63,8 @@ ProcessRequest = Callable[
 SelectSubprotocol = Callable[[Request, Sequence[str]], "str | None"]
 
 _logger = logging.getLogger("fullduplex.server")
+# A drain closes one batch of connections about this often (seconds).
+_DRAIN_TICK = 0.1
 
 
 class ServerWebSocket(WebSocket):
@@ -526,6 +529,11 @@ class Server:
         return port
 
     @property
+    def closing(self) -> bool:
+        """True once :meth:`close` or :meth:`drain` was called."""
+        return self._closing
+
+    @property
     def connections(self) -> frozenset[WebSocket]:
         """The connections past the opening handshake and not yet closed."""
         return frozenset(self._open)
@@ -559,6 +567,62 @@ class Server:
                 self._close(close_connections)
             )
         return asyncio.shield(self._close_task)
+
+    def drain(
+        self,
+        duration: float = 10.0,
+        *,
+        code: int = 1001,
+        reason: str = "server shutting down",
+        timeout: float = 30.0,
+    ) -> Awaitable[None]:
+        """Stop accepting, close the open connections gradually, then close the server.
+
+        The listening socket closes at once, so that servers sharing the port
+        (``SO_REUSEPORT``) take the new connections; the open connections are closed with
+        ``code`` in batches spread over ``duration`` seconds (about one batch every 0.1 s),
+        so that their clients reconnect gradually rather than all at once; those still open
+        ``timeout`` seconds after the start are cut. Calling it while the server is already
+        closing or draining just waits for that.
+
+        Args:
+            duration: Seconds over which to spread the closes (0: all at once).
+            code: The close code: 1001 (going away), 1012 (service restart), or a code of
+                your own (4000-4999) that your clients take as "reconnect elsewhere".
+            reason: The close reason.
+            timeout: Seconds after which whatever is still open is cut.
+
+        Returns:
+            An awaitable that waits until the server is closed (it need not be awaited).
+        """
+        self._closing = True
+        if self._close_task is None:
+            self._close_task = asyncio.get_running_loop().create_task(
+                self._drain(duration, code, reason, timeout)
+            )
+        return asyncio.shield(self._close_task)
+
+    async def _drain(self, duration: float, code: int, reason: str, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._server is not None:
+            self._server.close()
+        pending = list(self._open)
+        batches = max(1, min(len(pending), math.ceil(duration / _DRAIN_TICK)))
+        closing: list[Awaitable[None]] = []
+        for index in range(batches):
+            if index:
+                await asyncio.sleep(duration / batches)
+            first, last = index * len(pending) // batches, (index + 1) * len(pending) // batches
+            closing.extend(ws.close(code, reason) for ws in pending[first:last] if ws in self._open)
+        if closing:
+            left = max(0.0, deadline - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), left)
+        for ws in list(self._protocols):
+            if ws._transport is not None:
+                ws._transport.abort()  # past the timeout, or still in its handshake: cut
+        await self._close(close_connections=True)
 
     async def _close(self, close_connections: bool) -> None:
         if self._server is not None:

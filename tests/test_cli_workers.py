@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -23,7 +24,12 @@ from pathlib import Path
 import pytest
 
 from fullduplex.cli import main
-from fullduplex.exceptions import ConnectionClosedOK, InvalidMessage
+from fullduplex.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidMessage,
+)
 from fullduplex.sync import connect
 from tests.helpers import seconds
 
@@ -188,6 +194,50 @@ class TestWorkers:
                 assert gone(int(pid))
             assert server.proc.stdout is not None
             assert server.proc.stdout.read() == ""  # the URL line was printed once
+
+    def test_sighup_reloads_without_a_refused_connection(self, app_dir: Path) -> None:
+        """A client connecting in a loop while the workers are replaced: never refused. Its
+        connection may be closed by an old worker's drain (1001), which it then retries."""
+        with server_process(app_dir, "serve", "pidapp:app", "--workers", "2", "--port", "0") as (
+            server
+        ):
+            port = server.port
+            before = pids_until(port, 2)
+            assert len(before) == 2
+            outcomes = {"ok": 0, "drained": 0, "refused": 0}
+            seen: list[str] = []
+            stop = threading.Event()
+
+            def keep_asking() -> None:
+                deadline = time.monotonic() + seconds(40)
+                for _ in range(20_000):
+                    if stop.is_set() or time.monotonic() > deadline:
+                        return
+                    try:
+                        seen.append(ask(port, "/pid"))
+                        outcomes["ok"] += 1
+                    except ConnectionClosed:
+                        outcomes["drained"] += 1
+                    except (OSError, InvalidHandshake):
+                        outcomes["refused"] += 1
+
+            asker = threading.Thread(target=keep_asking)
+            asker.start()
+            try:
+                time.sleep(0.3)
+                os.kill(server.proc.pid, signal.SIGHUP)
+                deadline = time.monotonic() + seconds(30)
+                while len(set(seen) - before) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert all(gone(int(pid), timeout=20) for pid in before)
+                time.sleep(0.3)  # and a little more on the new workers alone
+            finally:
+                stop.set()
+                asker.join()
+            assert len(set(seen) - before) == 2
+            assert outcomes["refused"] == 0, outcomes
+            assert outcomes["ok"] > 20, outcomes
+            assert server.stop() == 0
 
     def test_gives_up_after_too_many_restarts(self, app_dir: Path) -> None:
         with server_process(

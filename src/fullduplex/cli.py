@@ -29,7 +29,7 @@ from typing import Any
 from . import __version__
 from .asyncio.server import Server, serve
 from .cli_connect import add_connect_parser, byte_count
-from .workers import Supervisor, WorkerChannel, reserve_port
+from .workers import Supervisor, WorkerChannel, listening_sockets
 
 __all__ = ["build_parser", "echo_handler", "main"]
 
@@ -332,7 +332,9 @@ def _serve_here(args: argparse.Namespace, port: int, channel: WorkerChannel | No
         print(f"fullduplex {args.command}: {factory}", file=sys.stderr)
         return 2
     options: dict[str, Any] = {"ssl": _tls_context(args)}
-    if channel is not None:
+    if channel is not None and channel.socket is not None:
+        options["sock"] = channel.socket  # the supervisor's: it outlives this worker
+    elif channel is not None:
         options["reuse_port"] = True  # the workers share the port
 
     def on_listening(server: Server) -> None:
@@ -381,7 +383,8 @@ def _supervise(args: argparse.Namespace) -> int:
             print(f"{prog}: cannot load {args.app}: {exc}", file=sys.stderr)
             return 2
     try:
-        with reserve_port(args.host, args.port) as port:
+        with listening_sockets(args.host, args.port, args.workers) as sockets:
+            port = int(sockets[0].getsockname()[1])
             supervisor = Supervisor(
                 _worker,
                 (args, port),
@@ -390,6 +393,7 @@ def _supervise(args: argparse.Namespace) -> int:
                 shutdown_timeout=args.shutdown_timeout,
                 watch=watch,
                 on_ready=lambda: _announce(args, port),
+                sockets=sockets,
             )
             return supervisor.run()
     except ImportError as exc:  # --reload without watchfiles

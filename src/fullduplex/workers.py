@@ -12,6 +12,9 @@ SO_REUSEPORT, so that the kernel spreads new connections over them. Then it supe
   its exit status: the app cannot be imported, the port is taken, and so on.
 * SIGINT or SIGTERM to the parent sends SIGTERM to every worker (which closes its connections
   with 1001) and waits ``shutdown_timeout`` seconds at most, then kills what is left.
+* SIGHUP to the parent reloads without downtime: slot by slot, a new worker starts and, once
+  it listens, the old one drains. With ``sockets`` (the CLI's way) the supervisor holds each
+  slot's listening socket, so its queued connections survive any change of worker.
 * With ``watch``, a change to a .py file under that directory restarts every worker (after
   the graceful stop above). That needs the optional ``watchfiles`` package (inotify, not
   polling; its filter skips .venv, .git, __pycache__ and the like). A worker that dies in
@@ -41,7 +44,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["Supervisor", "WorkerChannel", "reserve_port"]
+__all__ = ["Supervisor", "WorkerChannel", "listening_sockets"]
 
 _logger = logging.getLogger("fullduplex.workers")
 
@@ -50,10 +53,16 @@ _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 
 class WorkerChannel:
-    """A worker's end of the pipe to its supervisor, handed to the worker's target."""
+    """A worker's end of the pipe to its supervisor, handed to the worker's target.
 
-    def __init__(self, conn: Connection) -> None:
+    Attributes:
+        socket: The listening socket the supervisor holds for this worker's slot (serve on it
+            rather than binding one), or None when the worker binds its own.
+    """
+
+    def __init__(self, conn: Connection, sock: socket.socket | None = None) -> None:
         self._conn = conn
+        self.socket = sock
 
     def ready(self) -> None:
         """Tell the supervisor that this worker listens."""
@@ -78,27 +87,34 @@ class WorkerChannel:
 
 
 def _worker_main(
-    target: Callable[..., int | None], args: tuple[Any, ...], conn: Connection
+    target: Callable[..., int | None],
+    args: tuple[Any, ...],
+    conn: Connection,
+    sock: socket.socket | None = None,
 ) -> None:
     """The body of a worker process: run ``target(*args, channel)`` and exit with its status."""
     # Ctrl-C reaches the whole process group; before the server's own handlers are installed
     # it would print a traceback. The supervisor sends SIGTERM to stop workers anyway.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    status = target(*args, WorkerChannel(conn))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor's signal, not a worker's
+    status = target(*args, WorkerChannel(conn, sock))
     sys.exit(status or 0)
 
 
 @contextlib.contextmanager
-def reserve_port(host: str | None, port: int) -> Iterator[int]:
-    """Pick the port for workers that share it, and hold it while they run.
+def listening_sockets(
+    host: str | None, port: int, count: int, backlog: int = 100
+) -> Iterator[list[socket.socket]]:
+    """``count`` sockets listening on one port with SO_REUSEPORT, for the supervisor to hold
+    and its workers to serve on, one each.
 
-    With port 0, a socket is bound (SO_REUSEPORT, never listening, so it receives no
-    connection) to learn a free port and keep it from others while workers come and go.
-    With another port, a probe checks that nothing listens there yet: SO_REUSEPORT would
-    otherwise let the workers join another server's group and share its connections.
+    Held by the supervisor, a slot's socket (and the connections queued on it) outlives its
+    worker: a worker that is restarted, reloaded or replaced takes over the same socket, so
+    no connection is refused or reset meanwhile (closing a SO_REUSEPORT listener would reset
+    the connections in its queue). The kernel spreads new connections over the sockets.
 
     Yields:
-        The port the workers should listen on.
+        The sockets (bound to the port, port 0 picking a free one).
 
     Raises:
         OSError: The port is taken, or the host cannot be resolved.
@@ -106,24 +122,37 @@ def reserve_port(host: str | None, port: int) -> Iterator[int]:
     family, kind, proto, _, address = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
-    with socket.socket(family, kind, proto) as sock:
-        if port == 0:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        else:
-            # SO_REUSEADDR as the servers set it: connections in TIME_WAIT do not count.
+    if port != 0:
+        with socket.socket(family, kind, proto) as probe:
+            # Without SO_REUSEPORT: fails if anything listens there, whose group our sockets
+            # would otherwise join (sharing its connections).
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        if port == 0:
-            yield int(sock.getsockname()[1])
-            return
-    yield port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((address[0], port, *address[2:]))  # port 0 only for the first
+            if port == 0:
+                port = int(sock.getsockname()[1])
+            sock.listen(backlog)
+            sock.set_inheritable(False)
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass
 class _Worker:
     process: BaseProcess
     conn: Connection
+    slot: int = 0
     ready: bool = False
+    stop_by: float | None = None  # set once asked to stop: killed if still alive then
 
 
 @dataclass
@@ -145,6 +174,14 @@ class Supervisor:
         watch: Restart every worker when a .py file under this directory changes (needs
             watchfiles).
         on_ready: Called once, when every worker listens for the first time.
+        sockets: One listening socket per worker (see :func:`listening_sockets`): the worker
+            of slot i serves on ``sockets[i]``, and its replacements after a crash, a reload
+            or a change take it over, so that no connection is refused meanwhile. Without
+            them, each worker binds its own.
+
+    SIGHUP reloads without downtime: a new worker is started for each slot and, once it
+    listens, the old one of that slot gets SIGTERM (it drains its connections) and has
+    ``shutdown_timeout`` seconds to end.
     """
 
     target: Callable[..., int | None]
@@ -156,7 +193,9 @@ class Supervisor:
     startup_timeout: float = 60.0
     watch: Path | None = None
     on_ready: Callable[[], object] | None = None
+    sockets: list[socket.socket] | None = None
     _running: list[_Worker] = field(default_factory=list, init=False)
+    _retiring: list[_Worker] = field(default_factory=list, init=False)
     _deaths: deque[float] = field(default_factory=deque, init=False)
     _announced: bool = field(default=False, init=False)
 
@@ -175,12 +214,15 @@ class Supervisor:
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         received: list[int] = []
-        previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+        reloads: list[int] = []
+        handled = (*_STOP_SIGNALS, signal.SIGHUP)
+        previous = {signum: signal.getsignal(signum) for signum in handled}
         previous_fd = signal.set_wakeup_fd(wake_w)
         for signum in _STOP_SIGNALS:
             signal.signal(signum, lambda signum, frame: received.append(signum))
+        signal.signal(signal.SIGHUP, lambda signum, frame: reloads.append(signum))
         try:
-            return self._supervise(wake_r, changes_r, received)
+            return self._supervise(wake_r, changes_r, received, reloads)
         finally:
             stop_watching.set()
             self._stop_all()
@@ -192,9 +234,11 @@ class Supervisor:
             if changes_r is not None:
                 os.close(changes_r)
 
-    def _supervise(self, wake_r: int, changes_r: int | None, received: list[int]) -> int:
-        for _ in range(self.workers):
-            self._start()
+    def _supervise(
+        self, wake_r: int, changes_r: int | None, received: list[int], reloads: list[int]
+    ) -> int:
+        for slot in range(self.workers):
+            self._start(slot)
         startup_deadline = time.monotonic() + self.startup_timeout
         while not received:
             waitables: list[Any] = [wake_r]
@@ -204,15 +248,26 @@ class Supervisor:
                 waitables.append(worker.process.sentinel)
                 if not worker.ready:
                     waitables.append(worker.conn)
+            waitables.extend(worker.process.sentinel for worker in self._retiring)
             timeout = None
             if not self._announced and self.watch is None:
                 timeout = max(0.0, startup_deadline - time.monotonic())
+            stops = [w.stop_by for w in self._retiring if w.stop_by is not None]
+            if stops:
+                until = max(0.0, min(stops) - time.monotonic())
+                timeout = until if timeout is None else min(timeout, until)
             ready = wait(waitables, timeout)
-            if not ready and timeout is not None:
+            self._reap_retired()
+            starting = not self._announced and self.watch is None
+            if not ready and starting and time.monotonic() >= startup_deadline:
                 _logger.error("the workers did not start within %g s", self.startup_timeout)
                 return 1
             if wake_r in ready:
                 os.read(wake_r, 512)
+            if reloads and self._announced:
+                reloads.clear()
+                self._reload()
+                continue
             if changes_r is not None and changes_r in ready:
                 if not os.read(changes_r, 512):  # the watcher thread failed and ended
                     _logger.error("no longer watching %s for changes", self.watch)
@@ -220,8 +275,8 @@ class Supervisor:
                     continue
                 _logger.warning("changes detected under %s: restarting", self.watch)
                 self._stop_all()
-                for _ in range(self.workers):
-                    self._start()
+                for slot in range(self.workers):
+                    self._start(slot)
                 continue
             for worker in list(self._running):
                 if worker.conn in ready and not worker.ready:
@@ -240,17 +295,68 @@ class Supervisor:
         _logger.info("received %s: stopping the workers", signal.Signals(received[0]).name)
         return 0
 
-    def _start(self) -> None:
+    def _start(self, slot: int) -> _Worker:
         parent_end, child_end = _SPAWN.Pipe()
+        sock = self.sockets[slot] if self.sockets is not None else None
         process = _SPAWN.Process(
             target=_worker_main,
-            args=(self.target, self.args, child_end),
+            args=(self.target, self.args, child_end, sock),
             name="fullduplex-worker",
         )
         process.start()
         child_end.close()  # the worker has its copy; the parent keeps only its end
-        self._running.append(_Worker(process, parent_end))
+        worker = _Worker(process, parent_end, slot)
+        self._running.append(worker)
         _logger.info("started worker %s", process.pid)
+        return worker
+
+    def _reload(self) -> None:
+        """Replace every worker, slot by slot: the new one first, then the old one drains."""
+        _logger.warning("SIGHUP: replacing the workers one by one")
+        for old in list(self._running):
+            new = self._start(old.slot)
+            if not self._wait_ready(new):
+                _logger.error("a new worker did not start: the old ones go on")
+                return
+            self._running.remove(old)
+            self._retire(old)
+        _logger.warning("reloaded: %d new workers", len(self._running))
+
+    def _wait_ready(self, worker: _Worker) -> bool:
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            left = deadline - time.monotonic()
+            ready = wait([worker.conn, worker.process.sentinel], max(0.0, left))
+            if worker.conn in ready:
+                with contextlib.suppress(EOFError, OSError):
+                    worker.conn.recv()
+                    worker.ready = True
+                    return True
+            if worker.process.sentinel in ready or left <= 0:
+                self._running.remove(worker)
+                self._retire(worker)
+                return False
+
+    def _retire(self, worker: _Worker) -> None:
+        """Ask ``worker`` to stop (SIGTERM: it drains); kill it after ``shutdown_timeout``."""
+        if worker.process.is_alive():
+            worker.process.terminate()
+        worker.stop_by = time.monotonic() + self.shutdown_timeout
+        self._retiring.append(worker)
+
+    def _reap_retired(self) -> None:
+        now = time.monotonic()
+        for worker in list(self._retiring):
+            if worker.process.is_alive():
+                if worker.stop_by is not None and now >= worker.stop_by:
+                    _logger.warning(
+                        "worker %s did not stop in time: killing it", worker.process.pid
+                    )
+                    worker.process.kill()
+                continue
+            worker.process.join()
+            worker.conn.close()
+            self._retiring.remove(worker)
 
     def _reap(self, worker: _Worker) -> int | None:
         """Handle the death of ``worker``; return an exit status to end supervision, or None."""
@@ -279,12 +385,13 @@ class Supervisor:
             )
             return 1
         _logger.warning("worker %s exited (%s): restarting it", worker.process.pid, shown)
-        self._start()
+        self._start(worker.slot)
         return None
 
     def _stop_all(self) -> None:
         """SIGTERM every worker; SIGKILL those still running after ``shutdown_timeout``."""
-        running, self._running = self._running, []
+        running, self._running = self._running + self._retiring, []
+        self._retiring = []
         for worker in running:
             if worker.process.is_alive():
                 worker.process.terminate()

@@ -275,7 +275,9 @@ class ServerWebSocket(WebSocket):
             that a callback-style handler's on_message sees them).
         """
         server = self._server
-        if response is None and server._closing:
+        if response is None and server._closing and not server._draining:
+            # While draining, a handshake already under way completes: its client reached
+            # this process before the listener closed, and is closed with the rest at the end.
             response = self.respond(503, "server shutting down\n")
         limit = server._max_connections
         if response is None and limit is not None and len(server._open) >= limit:
@@ -447,6 +449,7 @@ class Server:
         self._open: set[ServerWebSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._draining = False
         self._close_task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
 
@@ -597,6 +600,7 @@ class Server:
         """
         self._closing = True
         if self._close_task is None:
+            self._draining = True
             self._close_task = asyncio.get_running_loop().create_task(
                 self._drain(duration, code, reason, timeout)
             )
@@ -619,9 +623,11 @@ class Server:
             left = max(0.0, deadline - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), left)
-        for ws in list(self._protocols):
-            if ws._transport is not None:
-                ws._transport.abort()  # past the timeout, or still in its handshake: cut
+        # Past the timeout: cut what is left (connections that opened during the drain are
+        # closed by _close below, with 1001).
+        for ws in pending:
+            if ws in self._open and ws._transport is not None:
+                ws._transport.abort()
         await self._close(close_connections=True)
 
     async def _close(self, close_connections: bool) -> None:

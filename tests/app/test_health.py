@@ -35,3 +35,25 @@ def test_routes_taken_twice() -> None:
     app.health_routes()
     with pytest.raises(ValueError):
         app.health_routes()
+
+
+async def test_ready_between_the_asgi_lifespan_events() -> None:
+    app = App()
+    asgi = app.asgi()
+    events = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+    seen: list[str | None] = []
+
+    async def receive() -> dict[str, str]:
+        event = events.pop(0)
+        if event["type"] == "lifespan.shutdown":
+            seen.append(app.not_ready())
+        return event
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(str(message["type"]))
+
+    await asgi({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert seen == [None]
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert app.not_ready() == "not serving"

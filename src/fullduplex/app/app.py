@@ -395,17 +395,20 @@ class App:
             host,
             port,
             process_request=process_request,
-            on_start=self._started,
-            on_closed=self._closed,
+            on_start=self.startup,
+            on_closed=self.shutdown,
             **options,
         )
         return server
 
-    async def _started(self) -> None:
+    async def startup(self) -> None:
+        """Start what the app needs before it serves (its broker); servers call it (the ASGI
+        lifespan too). Until then, :meth:`not_ready` says "not serving"."""
         await self.broker.start()
         self._serving = True
 
-    async def _closed(self) -> None:
+    async def shutdown(self) -> None:
+        """Stop what :meth:`startup` started; servers call it after the last session."""
         self._serving = False
         await self.broker.close()
 

@@ -438,7 +438,7 @@ class ASGIApp:
             self._starting = asyncio.Lock()
         async with self._starting:
             if not self._started:
-                await self.app.broker.start()
+                await self.app.startup()
                 self._started = True
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -455,7 +455,7 @@ class ASGIApp:
             elif event["type"] == "lifespan.shutdown":
                 try:
                     if self._started:
-                        await self.app.broker.close()
+                        await self.app.shutdown()
                         self._started = False
                 except Exception as exc:
                     _logger.error("closing the broker failed", exc_info=True)

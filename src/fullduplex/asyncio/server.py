@@ -613,12 +613,17 @@ class Server:
             self._server.close()
         pending = list(self._open)
         batches = max(1, min(len(pending), math.ceil(duration / _DRAIN_TICK)))
-        closing: list[Awaitable[None]] = []
+        closing: list[asyncio.Task[None]] = []
         for index in range(batches):
             if index:
                 await asyncio.sleep(duration / batches)
             first, last = index * len(pending) // batches, (index + 1) * len(pending) // batches
-            closing.extend(ws.close(code, reason) for ws in pending[first:last] if ws in self._open)
+            # Started now (a task each), not when gathered: that is what spreads them.
+            closing.extend(
+                loop.create_task(ws.close(code, reason))
+                for ws in pending[first:last]
+                if ws in self._open
+            )
         if closing:
             left = max(0.0, deadline - loop.time())
             with contextlib.suppress(TimeoutError):

@@ -332,6 +332,16 @@ class TestIncompleteHead:
         with pytest.raises(InvalidMessage, match=r"^invalid HTTP request: bad request line: "):
             check_incomplete_head(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc", 0, 16384)
 
+    def test_complete_bad_request_line_is_refused_at_once(self) -> None:
+        # An SSH banner is one complete line: no need to wait for the rest of a head.
+        with pytest.raises(InvalidMessage, match=r"bad request line: 'SSH-2.0-OpenSSH_9.6'$"):
+            check_incomplete_head(b"SSH-2.0-OpenSSH_9.6\r\n", 0, 16384)
+        # Also when the CRLF comes in a later read (start is where that read began).
+        with pytest.raises(InvalidMessage, match=r"bad request line: 'GET /'$"):
+            check_incomplete_head(b"GET /\r\nHost", 4, 16384)
+        # A valid request line passes, however many header lines follow.
+        check_incomplete_head(b"GET /chat HTTP/1.1\r\nHost: a\r\nX: y\r\n", 30, 16384)
+
     def test_empty_line_first(self) -> None:
         with pytest.raises(InvalidMessage, match=r"empty line before the request line$"):
             check_incomplete_head(b"\r\nGET", 0, 16384)

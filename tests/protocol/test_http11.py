@@ -271,6 +271,16 @@ class TestFieldLines:
             parse(f"GET / HTTP/1.1\r\nHost: a\r\n{line}\r\n\r\n".encode("latin-1"))
         assert str(info.value) == f"invalid HTTP request: bad header line: {line!r}"
 
+    @pytest.mark.parametrize(
+        "head",
+        [b"! ! HTTP/0.0\r\n\n", b"GET / HTTP/1.1\r\nHost: a\r\ngarbage", b"GET / HTTP/1.1"],
+    )
+    def test_bytes_after_the_last_crlf_are_refused(self, head: bytes) -> None:
+        # Found by tests/fuzz: such bytes were ignored. The server never passes any (it cuts
+        # the head at its CRLF CRLF), but the function's own check must not depend on that.
+        with pytest.raises(InvalidMessage, match=r"the head does not end with CRLF$"):
+            parse_request_head(head)
+
     def test_bare_lf_cannot_start_a_field(self) -> None:
         # The line "X: a<LF>Y: b" is one bad line, not X dropped and Y kept.
         with pytest.raises(InvalidMessage, match=r"bad header line: 'X: a\\nY: b'$"):

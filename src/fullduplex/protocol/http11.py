@@ -158,6 +158,9 @@ def parse_request_head(head: bytes | bytearray) -> RequestHead:
         InvalidMessage: The head breaks the grammar; the message names the first bad line.
     """
     text = head.decode("latin-1")
+    if not text.endswith("\r\n"):
+        # Bytes after the last CRLF would belong to no line that is checked, and be ignored.
+        raise _invalid("the head does not end with CRLF")
     match = _REQUEST_HEAD_RE.match(text)
     if match is None:
         raise _invalid(_head_problem(text))

@@ -15,6 +15,7 @@ from tests.abuse.utils import (
     open_fds,
     quiet_fds,
     read_frames,
+    report,
     upgraded,
 )
 from tests.helpers import seconds
@@ -41,6 +42,10 @@ def test_a_thousand_idle_connections_cost_at_most_16_kib_each() -> None:
             assert open_fds(server.pid) >= fds_before + IDLE
             canary(server.port)
             grown = memory(server.pid)[0] - rss_before
+            report(
+                f"idle: {IDLE} connections, RSS +{grown / KiB:.0f} KiB, "
+                f"{grown / IDLE / KiB:.1f} KiB each"
+            )
             assert grown <= IDLE * PER_CONNECTION, f"{grown / IDLE / KiB:.1f} KiB each"
         finally:
             for sock in idle:
@@ -72,7 +77,11 @@ def test_peers_that_stop_answering_pings_are_closed_with_1011() -> None:
                         close = int.from_bytes(frame.payload[:2], "big"), frame.payload[2:]
                         break
                 assert pings >= 1
+                report_pings = pings
                 assert close == (1011, b"keepalive ping timeout"), close
+            report(
+                f"deaf keepalive: {DEAF} peers closed with 1011 (the last saw {report_pings} ping)"
+            )
         finally:
             for sock in deaf:
                 sock.close()

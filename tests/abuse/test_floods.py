@@ -19,6 +19,7 @@ from tests.abuse.utils import (
     masked,
     memory,
     read_frames,
+    report,
     upgraded,
 )
 from tests.helpers import seconds
@@ -58,6 +59,10 @@ def test_ping_flood_without_reading_is_bounded() -> None:
             for count in counts:
                 assert count < 400_000, counts
             grown = memory(server.pid)[0] - rss_before
+            report(
+                f"ping flood: {PING_FLOODERS} peers blocked after {counts} pings, "
+                f"RSS +{grown / KiB:.0f} KiB"
+            )
             # Bounded by write_limit (32 KiB) plus the pongs of one read, per connection.
             assert grown < 8 * MiB, grown
             canary(server.port)
@@ -88,6 +93,7 @@ def test_a_client_that_never_reads_is_closed_by_the_overflow_policy() -> None:
                     close = int.from_bytes(frame.payload[:2], "big")
                     break
                 data += len(frame.payload)
+            report(f"deaf reader: 1013 after {data / MiB:.1f} MiB sent, RSS +{grown / KiB:.0f} KiB")
             assert close == 1013, close
             # What was sent before the policy acted is the buffer bound (256 KiB) plus what
             # the kernel's socket buffers took; far from the 100,000 x 16 KiB it would send.

@@ -15,11 +15,13 @@ import zlib
 import pytest
 
 from tests.abuse.utils import (
+    KiB,
     MiB,
     canary,
     echo_server,
     memory,
     read_close,
+    report,
     upgraded,
 )
 
@@ -48,6 +50,10 @@ def test_announced_lengths_are_refused_from_the_header(pure_python: bool) -> Non
             assert closed is not None and closed[0] == code, (length, closed)
         canary(server.port)
         grown = memory(server.pid)[0] - rss_before
+        report(
+            f"announced lengths ({'pure' if pure_python else 'compiled'}): {CLAIMS}, "
+            f"RSS +{grown / KiB:.0f} KiB"
+        )
         assert grown < 4 * MiB, grown
 
 
@@ -84,5 +90,8 @@ def test_decompression_bombs_get_1009_and_inflate_no_further_than_the_limit() ->
             assert closed is not None and closed[0] == 1009, closed
         canary(server.port)
         grown = memory(server.pid)[0] - rss_before
+        report(
+            f"deflate bombs: {BOMBERS} x {len(bomb)} B -> 64 MiB, 1009, RSS +{grown / KiB:.0f} KiB"
+        )
         # 10 x 64 MiB announced by the compressed data; inflation stops past the 1 MiB limit.
         assert grown < 8 * MiB, grown

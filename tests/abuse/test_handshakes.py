@@ -22,6 +22,7 @@ from tests.abuse.utils import (
     memory,
     open_fds,
     quiet_fds,
+    report,
     request,
 )
 from tests.helpers import seconds
@@ -79,6 +80,10 @@ def test_slowloris_heads_are_dropped_by_the_handshake_timeout() -> None:
             assert eventually(lambda: open_fds(server.pid) <= fds_before, timeout=5)
             canary(server.port)
             grown = memory(server.pid)[0] - rss_before
+            report(
+                f"slowloris: {SLOWLORIS} heads dropped by open_timeout, peak {peak} fds, "
+                f"RSS +{grown / KiB:.0f} KiB after"
+            )
             assert grown < 4 * MiB, grown
         finally:
             for sock in socks:
@@ -114,6 +119,7 @@ def test_oversized_request_line_and_headers_get_431_with_a_reason() -> None:
         assert b"too many header fields" in answer, answer
         canary(server.port)
         grown = memory(server.pid)[0] - rss_before
+        report(f"oversized heads: 431 x4, RSS +{grown / KiB:.0f} KiB")
         assert grown < 4 * MiB, grown
 
 
@@ -160,6 +166,7 @@ def test_handshake_churn_returns_fds_and_memory_to_the_baseline() -> None:
         assert eventually(lambda: open_fds(server.pid) <= fds_base, timeout=10)
         canary(server.port)
         grown = memory(server.pid)[0] - rss_base
+        report(f"churn: {CHURN} handshakes, fds back to {fds_base}, RSS +{grown / KiB:.0f} KiB")
         # 2,000 connections came and went: what stays is allocator noise, not per connection
         # (2,000 x 5 KiB would be 10 MiB).
         assert grown < 2 * MiB, grown

@@ -37,6 +37,7 @@ __all__ = [
     "quiet_fds",
     "read_close",
     "read_frames",
+    "report",
     "request",
     "upgraded",
 ]
@@ -109,6 +110,11 @@ def memory(pid: int) -> tuple[int, int]:
 def open_fds(pid: int) -> int:
     """How many file descriptors the process holds."""
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def report(line: str) -> None:
+    """Print one measured bound (``pytest tests/abuse -rP`` shows them; README quotes them)."""
+    print(f"[abuse] {line}")
 
 
 def quiet_fds(server: ServerProcess) -> int:

@@ -16,6 +16,7 @@ from tests.abuse.utils import (
     MiB,
     abuse_server,
     canary,
+    echo_server,
     masked,
     memory,
     read_frames,
@@ -98,6 +99,38 @@ def test_a_client_that_never_reads_is_closed_by_the_overflow_policy() -> None:
             # What was sent before the policy acted is the buffer bound (256 KiB) plus what
             # the kernel's socket buffers took; far from the 100,000 x 16 KiB it would send.
             assert data < 16 * MiB, data
+        finally:
+            sock.close()
+        canary(server.port)
+
+
+def test_echoes_to_a_client_that_never_reads_stop_at_the_queue_and_write_bounds() -> None:
+    # `fullduplex echo` awaits each send: with the client not reading, send() waits once the
+    # write buffer is over write_limit (32 KiB), the receive queue fills (16 messages), and
+    # the server stops reading, so the client's own sends block.
+    message = masked(2, bytes(64 * KiB))
+    with echo_server() as server:
+        canary(server.port)
+        rss_before, _ = memory(server.pid)
+        sock, _ = upgraded(server.port)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(0.5)
+            sent = 0
+            deadline = time.monotonic() + FLOOD_SECONDS
+            while time.monotonic() < deadline:
+                try:
+                    sock.sendall(message)
+                except TimeoutError:
+                    break
+                sent += 1
+            grown = memory(server.pid)[0] - rss_before
+            report(f"deaf echo client: blocked after {sent} x 64 KiB, RSS +{grown / KiB:.0f} KiB")
+            # Blocked by backpressure, not by the time budget (loopback takes ~1 GB/s).
+            assert sent < 1000, sent
+            # 16 queued messages of 64 KiB, the write buffer, one read: about 1.5 MiB.
+            assert grown < 8 * MiB, grown
+            canary(server.port)
         finally:
             sock.close()
         canary(server.port)

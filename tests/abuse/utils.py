@@ -160,21 +160,25 @@ def request(port: int, extra: str = "") -> bytes:
 
 def upgraded(port: int, extra: str = "", path: str = "/") -> tuple[socket.socket, bytes]:
     """A raw TCP connection that completed the opening handshake; return it and the response
-    head (whatever came after the head is an error: the tests' servers send nothing first)."""
+    head. Frames the server sends right after the head stay unread, in the socket."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=seconds(10))
     data = request(port, extra)
     if path != "/":
         data = data.replace(b"GET / ", f"GET {path} ".encode(), 1)
     sock.sendall(data)
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(4096)
-        assert chunk, "closed during the handshake"
-        response += chunk
-    head, _, rest = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101"), response
-    assert not rest, rest
-    return sock, head
+    # Peek until the head is complete, then take exactly the head.
+    for _ in range(100):
+        response = sock.recv(65536, socket.MSG_PEEK)
+        assert response, "closed during the handshake"
+        end = response.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError(f"no complete response head: {response!r}")
+    head = sock.recv(end + 4)
+    assert len(head) == end + 4 and head.startswith(b"HTTP/1.1 101"), head
+    return sock, head[:-4]
 
 
 def read_frames(sock: socket.socket, limit: int = 64 * MiB) -> Iterator[Frame]:

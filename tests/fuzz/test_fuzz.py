@@ -108,6 +108,8 @@ CONNECT_REPLIES = [
 
 @SMOKE
 @given(st.one_of(st.binary(max_size=512), damaged(REQUEST[:-2])))
+@example(b"! ! HTTP/0.0\r\n\n")  # found: bytes after the last CRLF were ignored
+@example(b"SSH-2.0-OpenSSH_9.6\r\n")
 def test_http_request_head(data: bytes) -> None:
     TARGETS["http_request_head"](data)
 
@@ -121,6 +123,8 @@ def test_server_handshake(case: tuple[bytes, bytes]) -> None:
 
 @SMOKE
 @given(st.tuples(params(3), st.one_of(st.binary(max_size=512), frame_stream().flatmap(damaged))))
+# Found (a harness bug, kept): a length in a longer form than needed is accepted, by all three.
+@example((b"\x00\x00\x00", b"\x00\x00\x00~\x00\x00"))
 def test_frame_parser(case: tuple[bytes, bytes]) -> None:
     TARGETS["frame_parser"](case[0] + case[1])
 

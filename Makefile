@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 LINTED := $(wildcard src tests bench examples docs setup.py)
 
-.PHONY: demo test docs lint typecheck unit bench bench-broadcast deps venv extension system-deps node-deps clean
+.PHONY: demo test docs lint typecheck unit bench bench-broadcast fuzz deps venv extension system-deps node-deps clean
 
 # ---- set-up ---------------------------------------------------------------------------------
 
@@ -74,6 +74,17 @@ bench: deps
 # Cross-process broadcast through one redis-server (bench/README.md, "Cross-process broadcast").
 bench-broadcast: venv extension system-deps
 	$(PY) -m bench.broadcast
+
+# The fuzz targets of tests/fuzz (HTTP request reader, server handshake, frame parsers C and
+# Python, deflate, the sans-I/O connection, proxy replies) for FUZZ_SECONDS each: under atheris
+# (the fuzz extra, installed when missing) where it installs, else under hypothesis. Crashing
+# inputs land in .fuzz/TARGET/. `make test` runs a short hypothesis pass of the same targets.
+FUZZ_SECONDS ?= 60
+fuzz: venv extension
+	@$(PY) -c "import atheris" 2> /dev/null || $(PY) -m pip install --quiet \
+	  $$($(PY) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['fuzz']))") \
+	  || echo "atheris does not install here: fuzzing with hypothesis"
+	$(PY) -m tests.fuzz --seconds $(FUZZ_SECONDS)
 
 # The documentation site, warnings as errors. The docs extra (listed once, in pyproject.toml)
 # is installed when missing, without reinstalling the package.

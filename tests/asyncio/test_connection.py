@@ -439,6 +439,33 @@ class TestFlowControl:
             assert server_ws._transport.is_reading()
             handlers.release()
 
+    async def test_pings_from_a_peer_that_does_not_read_pause_reading(self) -> None:
+        """Pongs to a peer that never reads do not pile up: reading stops while the write
+        buffer is over write_limit, and resumes (every ping answered) once the peer reads."""
+        handlers = Handlers()
+        # 10 MB of pongs: more than the kernel's socket buffers take (4 MiB at most for the
+        # server's send buffer; the client's receive buffer grows only when it reads).
+        pings = 80_000
+        async with serve(handlers, "127.0.0.1", 0, compression=None) as server:
+            client = await RawClient.open(server.port)
+            await client.handshake()
+            server_ws = await handlers.next()
+            frame = serialize_frame(Opcode.PING, b"p" * 125, mask=b"abcd")
+            client.writer.write(frame * pings)
+            await until(lambda: server_ws._reading_paused)
+            assert not server_ws._transport.is_reading()
+            # At most write_limit (32 KiB) plus the pongs to one read (256 KiB at most).
+            assert server_ws._transport.get_write_buffer_size() < 300 * 1024
+            answered = 0
+            while answered < pings:
+                frame_in = await client.read_frame()
+                assert frame_in.opcode == Opcode.PONG
+                answered += 1
+            assert server_ws._transport.is_reading()
+            assert not server_ws._reading_paused
+            handlers.release()
+            await client.close()
+
     async def test_unbounded_queue(self) -> None:
         handlers = Handlers()
         async with (

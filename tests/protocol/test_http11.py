@@ -271,6 +271,16 @@ class TestFieldLines:
             parse(f"GET / HTTP/1.1\r\nHost: a\r\n{line}\r\n\r\n".encode("latin-1"))
         assert str(info.value) == f"invalid HTTP request: bad header line: {line!r}"
 
+    @pytest.mark.parametrize(
+        "head",
+        [b"! ! HTTP/0.0\r\n\n", b"GET / HTTP/1.1\r\nHost: a\r\ngarbage", b"GET / HTTP/1.1"],
+    )
+    def test_bytes_after_the_last_crlf_are_refused(self, head: bytes) -> None:
+        # Found by tests/fuzz: such bytes were ignored. The server never passes any (it cuts
+        # the head at its CRLF CRLF), but the function's own check must not depend on that.
+        with pytest.raises(InvalidMessage, match=r"the head does not end with CRLF$"):
+            parse_request_head(head)
+
     def test_bare_lf_cannot_start_a_field(self) -> None:
         # The line "X: a<LF>Y: b" is one bad line, not X dropped and Y kept.
         with pytest.raises(InvalidMessage, match=r"bad header line: 'X: a\\nY: b'$"):
@@ -331,6 +341,16 @@ class TestIncompleteHead:
     def test_tls_on_a_plain_port_is_refused_at_once(self) -> None:
         with pytest.raises(InvalidMessage, match=r"^invalid HTTP request: bad request line: "):
             check_incomplete_head(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc", 0, 16384)
+
+    def test_complete_bad_request_line_is_refused_at_once(self) -> None:
+        # An SSH banner is one complete line: no need to wait for the rest of a head.
+        with pytest.raises(InvalidMessage, match=r"bad request line: 'SSH-2.0-OpenSSH_9.6'$"):
+            check_incomplete_head(b"SSH-2.0-OpenSSH_9.6\r\n", 0, 16384)
+        # Also when the CRLF comes in a later read (start is where that read began).
+        with pytest.raises(InvalidMessage, match=r"bad request line: 'GET /'$"):
+            check_incomplete_head(b"GET /\r\nHost", 4, 16384)
+        # A valid request line passes, however many header lines follow.
+        check_incomplete_head(b"GET /chat HTTP/1.1\r\nHost: a\r\nX: y\r\n", 30, 16384)
 
     def test_empty_line_first(self) -> None:
         with pytest.raises(InvalidMessage, match=r"empty line before the request line$"):

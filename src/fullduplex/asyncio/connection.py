@@ -16,7 +16,10 @@ Flow control, both ways:
   connection gets its pong once the application catches up. This is the price of a bounded
   memory footprint; keepalive timeouts longer than the application's worst stall avoid it.
 * Writing: :meth:`WebSocket.send` returns at once while the transport's buffer is below
-  ``write_limit`` and waits for it to drain below a quarter of that otherwise.
+  ``write_limit`` and waits for it to drain below a quarter of that otherwise. And when data
+  arrives while the buffer is over ``write_limit``, reading stops until it drains: a peer that
+  sends pings (or anything calling for a reply) and never reads cannot grow the buffer
+  beyond ``write_limit`` plus the replies to one read.
 """
 
 from __future__ import annotations
@@ -291,7 +294,8 @@ class WebSocket:
         messages = self._messages
         if messages:
             message = messages.popleft()
-            if self._reading_paused and len(messages) <= self._low_water:
+            # Not while the write buffer is full: resume_writing resumes then.
+            if self._reading_paused and len(messages) <= self._low_water and not self._write_paused:
                 self._resume_reading()
             return message
         if self._eof:
@@ -698,8 +702,23 @@ class WebSocket:
             finally:
                 self._receiving = False
                 self._flush()
-            return
-        self._flush()
+        else:
+            self._flush()
+        # The write buffer is over write_limit and the peer still sends: the pongs (and other
+        # replies) its frames call for would pile up without bound in the buffer of a peer
+        # that never reads. Stop reading until resume_writing; while open only, as a closing
+        # connection must still read the peer's close frame and EOF.
+        if (
+            self._write_paused
+            and not self._reading_paused
+            and not self._lost
+            and conn._state is _OPEN
+        ):
+            self._reading_paused = True
+            assert self._transport is not None
+            self._transport.pause_reading()
+            if self._debug:
+                self._logger.debug("[%s] write buffer full: reading paused", self.id)
 
     def eof_received(self) -> bool | None:
         """Called by asyncio when the peer half-closes; not for applications."""
@@ -764,6 +783,12 @@ class WebSocket:
     def resume_writing(self) -> None:
         """Called by asyncio when the write buffer has drained; wakes the waiting senders."""
         self._write_paused = False
+        if self._reading_paused and not self._lost:
+            # Paused by data_received for the write buffer, or by a full receive queue: read
+            # again unless the queue is still above its low-water mark (recv() resumes then).
+            messages = self._messages
+            if messages is None or len(messages) <= self._low_water:
+                self._resume_reading()
         for waiter in self._drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)

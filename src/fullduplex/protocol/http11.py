@@ -123,7 +123,8 @@ def check_incomplete_head(buffer: bytes | bytearray, start: int, max_size: int) 
 
     Raises:
         SecurityError: ``buffer`` exceeds ``max_size``.
-        InvalidMessage: ``buffer`` does not start with a method, or has a bare LF.
+        InvalidMessage: ``buffer`` does not start with a method, has a bare LF, or has a
+            complete request line that is not valid.
     """
     if len(buffer) > max_size:
         raise SecurityError(f"request head is larger than {max_size} bytes")
@@ -132,6 +133,14 @@ def check_incomplete_head(buffer: bytes | bytearray, start: int, max_size: int) 
         raise _invalid(_request_line_problem(first) or f"bad request line: {_shown(first)}")
     if _BARE_LF_RE.search(buffer, max(start - 1, 0)) is not None:
         raise _invalid("a line ends with LF without CR")
+    # A request line that ends in these bytes is checked now: what is not HTTP (an SSH or
+    # SMTP banner, say) is answered at once instead of waiting for the open timeout. Only
+    # when a CRLF arrived, so a head sent byte by byte costs one scan per line.
+    if buffer.find(b"\r\n", max(start - 1, 0)) >= 0:
+        line = bytes(buffer[: buffer.find(b"\r\n")]).decode("latin-1")
+        problem = _request_line_problem(line)
+        if problem is not None:
+            raise _invalid(problem)
 
 
 def parse_request_head(head: bytes | bytearray) -> RequestHead:
@@ -149,6 +158,9 @@ def parse_request_head(head: bytes | bytearray) -> RequestHead:
         InvalidMessage: The head breaks the grammar; the message names the first bad line.
     """
     text = head.decode("latin-1")
+    if not text.endswith("\r\n"):
+        # Bytes after the last CRLF would belong to no line that is checked, and be ignored.
+        raise _invalid("the head does not end with CRLF")
     match = _REQUEST_HEAD_RE.match(text)
     if match is None:
         raise _invalid(_head_problem(text))

@@ -99,7 +99,11 @@ class FullDuplex extends EventTarget {
         document.addEventListener("visibilitychange", this._onVisible);
       }
     }
-    this._connect();
+    // In a microtask, as the browser's events: listeners added right after `new` see the
+    // first "connecting" event.
+    queueMicrotask(() => {
+      if (this._state === CONNECTING && !this._ws && !this._timer) this._connect();
+    });
   }
 
   get url() {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -446,3 +447,47 @@ def test_recovery_replays_missed_chat_messages(page: Page, server: AppThread) ->
     position = page.evaluate("() => [c.recovered, c.position.offset]")
     assert position == [True, 4]
     page.evaluate("() => c.close()")
+
+
+# ---- liveness --------------------------------------------------------------------------------
+
+
+def test_idle_timeout_declares_a_silent_connection_dead(page: Page) -> None:
+    """An open connection that receives nothing for idleTimeout (by Date.now()) is dropped
+    and reconnected, without waiting for a close handshake."""
+    page.evaluate(
+        """() => {
+          window.c = record(new fd.FullDuplex("/echo", { idleTimeout: 1000, minDelay: 200 }));
+        }"""
+    )
+    wait_events(page, "open", 2, timeout=8)
+    log = events(page)
+    close = next(e for e in log if e["type"] == "close")
+    opens = [e["t"] for e in log if e["type"] == "open"]
+    assert (close["code"], close["reason"]) == (1006, "nothing received for 1000 ms")
+    assert close["willReconnect"] is True
+    # Not before the timeout; the check runs every 250 ms, timers may run late.
+    assert close["t"] - opens[0] >= 1000
+    page.evaluate("() => c.close()")
+
+
+def test_connect_timeout_retries_a_handshake_that_never_answers(page: Page) -> None:
+    """A listener that accepts TCP and never answers: each attempt is dropped after
+    connectTimeout and retried."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # never accept()ed: the kernel completes TCP, nobody answers
+        port = silent.getsockname()[1]
+        page.evaluate(
+            """(port) => {
+              window.c = record(new fd.FullDuplex(`ws://127.0.0.1:${port}/`,
+                { connectTimeout: 800, minDelay: 200, maxDelay: 400 }));
+            }""",
+            port,
+        )
+        wait_events(page, "close", 2, timeout=8)
+        page.evaluate("() => c.close()")
+    closes = events(page, kind="close")
+    assert [(e["code"], e["reason"]) for e in closes[:2]] == [(1006, "connect timeout")] * 2
+    assert all(e["willReconnect"] for e in closes[:2])
+    assert events(page, kind="open") == []

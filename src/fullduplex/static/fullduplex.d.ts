@@ -24,7 +24,7 @@ export declare function isReconnectCode(code: number): boolean;
 
 /**
  * The delay (ms) before reconnect attempt `attempt` (0 for the first): uniformly random
- * between `minDelay` and min(maxDelay, minDelay * 2^(attempt+1)), never below `minDelay`.
+ * between `minDelay` and min(maxDelay, minDelay * 2^(attempt+2)), never below `minDelay`.
  */
 export declare function backoff(
   attempt: number,

@@ -38,10 +38,12 @@ function isReconnectCode(code) {
 /**
  * The delay before reconnect attempt `attempt` (0 for the first): full jitter between
  * `minDelay` and a ceiling that doubles per attempt up to `maxDelay`. The floor is what rules
- * out zero-delay loops: two attempts are never closer than `minDelay`.
+ * out zero-delay loops: two attempts are never closer than `minDelay`. The first ceiling is
+ * 4 x minDelay, so that clients dropped together (a server restart) spread their first
+ * attempts over 1.5 s by default, not 0.5 s.
  */
 function backoff(attempt, minDelay, maxDelay, random = Math.random) {
-  const ceiling = Math.min(maxDelay, minDelay * 2 ** Math.min(attempt + 1, 30));
+  const ceiling = Math.min(maxDelay, minDelay * 2 ** Math.min(attempt + 2, 30));
   return minDelay + random() * Math.max(0, ceiling - minDelay);
 }
 

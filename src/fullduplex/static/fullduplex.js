@@ -149,7 +149,9 @@ class FullDuplex extends EventTarget {
       throw new Error("FullDuplex is closed");
     }
     const payload = this._options.json ? JSON.stringify(data) : data;
-    if (this._state === OPEN && this._ws) {
+    // A socket already closing would discard the message without a word: queue it instead,
+    // for the next connection.
+    if (this._state === OPEN && this._ws && this._ws.readyState === OPEN) {
       this._ws.send(payload);
       return true;
     }
@@ -436,7 +438,15 @@ class FullDuplex extends EventTarget {
     const e = event(type, props);
     this.dispatchEvent(e);
     const handler = this["on" + type];
-    if (typeof handler === "function") handler.call(this, e);
+    if (typeof handler !== "function") return;
+    try {
+      handler.call(this, e);
+    } catch (error) {
+      // As for listeners: reported, and the client goes on (a throwing onconnecting must not
+      // stop the connection from being made).
+      if (typeof reportError === "function") reportError(error);
+      else setTimeout(() => { throw error; }, 0);
+    }
   }
 }
 

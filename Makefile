@@ -28,13 +28,16 @@ extension: venv
 	$(PY) setup.py --quiet build_ext --inplace
 
 # Chromium for the browser tests; gcc and zlib's headers for the benchmark's C load generator;
-# a real Redis (redis-server, and redis-cli from its dependency redis-tools) for the broker tests.
+# a real Redis (redis-server, and redis-cli from its dependency redis-tools) for the broker tests;
+# nginx and Apache httpd for the proxy tests (tests/test_proxy_config.py).
 system-deps:
 	@missing=""; \
 	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
 	{ command -v redis-server && command -v redis-cli; } > /dev/null || missing="$$missing redis-server"; \
 	command -v gcc > /dev/null || missing="$$missing gcc"; \
 	[ -f /usr/include/zlib.h ] || missing="$$missing zlib1g-dev"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	[ -x /usr/sbin/apache2 ] || missing="$$missing apache2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian's$$missing"; \
 	  (apt-get update -q && apt-get install -y -q $$missing) > /tmp/fullduplex-apt.log 2>&1 \

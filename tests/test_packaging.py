@@ -37,6 +37,7 @@ ROUND_TRIP = """
 import asyncio, json
 import fullduplex
 import fullduplex.protocol.frames as frames
+from fullduplex.app.script import module_source
 
 async def echo(ws):
     async for message in ws:
@@ -54,6 +55,7 @@ async def main():
         "binary_ok": binary == bytes(range(256)) * 1000,
         "frames": frames.__file__,
         "package": fullduplex.__file__,
+        "script": module_source().decode().rstrip().splitlines()[-1],
     }))
 
 asyncio.run(main())
@@ -174,6 +176,9 @@ class TestDistributions:
         assert len(compiled) == 4, compiled  # _speedups and the three Cython modules
         assert "fullduplex/py.typed" in names
         assert "fullduplex/protocol/_speedups.pyi" in names
+        # The browser client and its types, served by every App.
+        assert "fullduplex/static/fullduplex.js" in names
+        assert "fullduplex/static/fullduplex.d.ts" in names
         assert any(name.endswith("licenses/LICENSE") for name in names)
 
     def test_wheel_is_small(self, artefacts: Artefacts) -> None:
@@ -192,6 +197,8 @@ class TestDistributions:
             "src/fullduplex/protocol/_speedups.c",
             "src/fullduplex/protocol/connection.pxd",
             "src/fullduplex/py.typed",
+            "src/fullduplex/static/fullduplex.js",
+            "src/fullduplex/static/fullduplex.d.ts",
             "tests/helpers.py",
         ):
             assert needed in names
@@ -246,6 +253,7 @@ class TestInstall:
         assert result.returncode == 0, result.stderr[-3000:]
         data = _round_trip(python, python.parent)
         assert str(data["frames"]).endswith(".so")
+        assert str(data["script"]).startswith("export { FullDuplex")
 
     def test_sdist_with_compiler(
         self, installs: dict[str, tuple[Path, subprocess.CompletedProcess[str]]]

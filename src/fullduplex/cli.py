@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, proxy_config
 from .asyncio.server import Server, serve
 from .cli_connect import add_connect_parser, byte_count
 from .workers import Supervisor, WorkerChannel, listening_sockets
@@ -620,7 +620,69 @@ def build_parser() -> argparse.ArgumentParser:
         "WebSocket scopes on fullduplex and its bodiless HTTP requests (GET) too",
     )
     _add_server_arguments(serve_app, 8000, workers=True, reload=True, broker=True)
+    _add_proxy_config_parser(commands)
     return parser
+
+
+def _add_proxy_config_parser(commands: Any) -> None:
+    proxy = commands.add_parser(
+        "proxy-config",
+        help="print an nginx or Apache configuration that proxies to fullduplex",
+        description="Print a complete nginx.conf (nginx -c FILE) or Apache httpd 2.4.47+ "
+        "configuration (apache2 -f FILE) for WebSockets to fullduplex: the Upgrade headers, "
+        "timeouts above the ping interval, no response buffering, a bounded reload.",
+    )
+    proxy.add_argument("server", choices=("nginx", "apache"))
+    proxy.add_argument(
+        "--upstream",
+        action="append",
+        metavar="HOST:PORT",
+        help="a fullduplex server; repeat to balance between several (default 127.0.0.1:8000)",
+    )
+    proxy.add_argument(
+        "--path", default="/", help="URL prefix proxied, stripped before the app (e.g. /rt/)"
+    )
+    proxy.add_argument("--listen", default="80", help="port (or ADDRESS:PORT) the proxy listens on")
+    proxy.add_argument("--server-name", default="localhost")
+    proxy.add_argument(
+        "--read-timeout",
+        type=int,
+        default=proxy_config.DEFAULT_READ_TIMEOUT,
+        metavar="SECONDS",
+        help="silence after which the proxy cuts a connection; keep it above the server's ping "
+        "interval (default %(default)s)",
+    )
+    proxy.add_argument(
+        "--runtime-dir",
+        metavar="DIR",
+        help="put the pid file, logs and temporary files there (default: the proxy's own)",
+    )
+    proxy.add_argument(
+        "--modules-dir",
+        default="/usr/lib/apache2/modules",
+        metavar="DIR",
+        help="where Apache's modules are (default %(default)s)",
+    )
+    proxy.set_defaults(func=_proxy_config_command)
+
+
+def _proxy_config_command(args: argparse.Namespace) -> int:
+    try:
+        options = proxy_config.ProxyOptions(
+            upstreams=tuple(args.upstream or ("127.0.0.1:8000",)),
+            path=args.path,
+            listen=args.listen,
+            server_name=args.server_name,
+            read_timeout=args.read_timeout,
+            runtime_dir=args.runtime_dir,
+            modules_dir=args.modules_dir,
+        )
+    except ValueError as error:
+        print(f"fullduplex proxy-config: {error}", file=sys.stderr)
+        return 2
+    render = proxy_config.nginx if args.server == "nginx" else proxy_config.apache
+    sys.stdout.write(render(options))
+    return 0
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -628,7 +690,8 @@ def _configure_logging(args: argparse.Namespace) -> None:
     if chosen is not None:
         level = getattr(logging, chosen.upper())
     else:
-        level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+        verbose = getattr(args, "verbose", 0)  # proxy-config has neither
+        level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format=_LOG_FORMAT)
 
 

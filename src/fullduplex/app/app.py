@@ -99,6 +99,9 @@ class App:
         logger: Where the framework logs session errors (default ``fullduplex.app``).
         limits: What to admit before the upgrade (connections in all, per client address,
             per user, per second): see :class:`~fullduplex.app.limits.Limits`.
+        client_script: Serve the browser client at ``/fullduplex.js``,
+            ``/fullduplex.global.js`` and their versioned names (:mod:`fullduplex.app.script`)
+            where no GET route or static file of the app does; False serves none of them.
     """
 
     def __init__(
@@ -108,9 +111,11 @@ class App:
         on_gap: Callable[[Gap], object] | None = None,
         logger: LoggerLike | None = None,
         limits: Limits | None = None,
+        client_script: bool = True,
     ) -> None:
         self._endpoints: Router[EndpointConfig] = Router()
         self._http = HTTP()
+        self._http.client_script = client_script
         self._group_options: list[tuple[str, GroupOptions]] = []
         self._registry = GroupRegistry()
         self._on_gap = on_gap

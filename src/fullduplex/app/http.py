@@ -75,10 +75,12 @@ def response(
 class HTTP:
     """The plain-HTTP side of an app: GET routes, static directories, and the fallbacks."""
 
-    __slots__ = ("_routes", "_statics")
+    __slots__ = ("_routes", "_statics", "client_script")
 
     def __init__(self) -> None:
         self._routes: Router[RouteHandler] = Router()
+        # Serve fullduplex.js (fullduplex.app.script) where no route or file of the app does.
+        self.client_script = True
         # (prefix without trailing slash, resolved directory), longest prefix first.
         self._statics: list[tuple[str, Path]] = []
 
@@ -136,6 +138,10 @@ class HTTP:
         """
         found = self._routes.match(path)
         static = None if found is not None else self._static_root(path)
+        if found is None and self.client_script and request.method in _METHODS:
+            script = await self._client_script(request, path, static)
+            if script is not None:
+                return _finish(ws, request, script)
         if found is None and static is None:
             if endpoint:
                 return ws.respond(
@@ -166,6 +172,19 @@ class HTTP:
             # The route's bug: the client gets a bare 500, the log gets the traceback once.
             _logger.error("GET route %s failed", template, exc_info=True)
             return response(500, "Internal Server Error\n")
+
+    async def _client_script(
+        self, request: Request, path: str, static: tuple[str, Path] | None
+    ) -> Response | None:
+        # Imported on use: the script module imports this one (for response()).
+        from .script import lookup  # noqa: PLC0415
+
+        script = lookup(path, request)
+        if script is None or static is None:
+            return script
+        # A static directory holding a file of that name wins: the app ships its own build.
+        own = await _static_file(request, path, *static)
+        return script if own.status == 404 else own
 
     def _static_root(self, path: str) -> tuple[str, Path] | None:
         for prefix, root in self._statics:

@@ -225,7 +225,12 @@ class ServerWebSocket(WebSocket):
         if transport is None or self._lost:
             return
         if transport.can_write_eof():
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:
+                # The client is already gone (it read the response and reset): nothing to end.
+                transport.close()
+                return
             # The client closes once it has read the response; reading again (input is now
             # discarded) lets that EOF be seen, and if it does not come, the timer drops it.
             transport.resume_reading()

@@ -206,7 +206,41 @@ def asgi_targets_table(results: dict[str, Any]) -> str:
                     cells.append(f"{ratio:.2f}x ({_shown(mine)} vs {_shown(other)}, {short})")
             goal = "<= uvicorn's best KiB/conn" if memory else "/ uvicorn's best >= 1.5"
             lines.append(_row(f"{workload}: {ours} {goal}", cells, checks))
+        for workload in ("conc100rr16", "conc100rr1k"):
+            lines.append(_cpu_row(results, ours, workload))
     return "\n".join(lines)
+
+
+def _cpu_row(results: dict[str, Any], ours: str, workload: str) -> str:
+    """The same comparison on the server's CPU time per message (lower is better), which
+    holds when other processes share the machine and the rates swing with them."""
+    cells: list[str] = []
+    checks: list[bool] = []
+    for loop in _ASGI_LOOPS:
+        mine = _median_of(results, Target(ours, loop).label, workload, "server_us_per_op")
+        figures = [
+            (name, value)
+            for name in ASGI_UVICORN
+            if (
+                value := _median_of(results, Target(name, loop).label, workload, "server_us_per_op")
+            )
+            is not None
+        ]
+        if mine is None or not figures or mine <= 0:
+            cells.append("-")
+            continue
+        name, other = min(figures, key=lambda item: item[1])
+        ratio = other / mine
+        checks.append(ratio >= 1.5)
+        short = name.removeprefix("asgi-uvicorn-")
+        cells.append(f"{ratio:.2f}x ({mine:.1f} vs {other:.1f} us, {short})")
+    return _row(f"{workload} server CPU/msg: uvicorn's best / {ours} >= 1.5", cells, checks)
+
+
+def _median_of(results: dict[str, Any], label: str, workload: str, key: str) -> float | None:
+    rows = results.get(label, {}).get(workload, [])
+    values = [row[key] for row in rows if row.get("ok") and row.get(key) is not None]
+    return statistics.median(values) if values else None
 
 
 def main(argv: list[str] | None = None) -> int:

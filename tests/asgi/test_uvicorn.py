@@ -109,3 +109,32 @@ async def test_shutdown_with_a_stubborn_app_is_bounded(
     assert returncode == -signal.SIGTERM  # uvicorn's graceful exit (see above)
     assert elapsed < seconds(8)
     assert log.read_text() == "websocket.disconnect 1001\n"
+
+
+async def test_shutdown_while_the_app_has_not_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM while the application is still deciding: the connection is dropped (no
+    # WebSocket to close yet); the application's accept opens nothing and its next receive
+    # is the disconnect, so it returns and uvicorn exits, with no graceful timeout set.
+    log = tmp_path / "events"
+    monkeypatch.setenv("STUBBORN_LOG", str(log))
+    with run_server("uvicorn-fullduplex", "tests.asgi.frameworks:late_app") as (where, proc):
+        host, port = where.split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(seconds(0.3))
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        # Dropped before any 101: the client reads the end of the stream, no response.
+        assert await asyncio.wait_for(reader.read(), seconds(10)) == b""
+        writer.close()
+        returncode = await asyncio.to_thread(proc.wait, seconds(15))
+        elapsed = time.monotonic() - started
+    assert returncode == -signal.SIGTERM
+    assert elapsed < seconds(8)
+    assert log.read_text() == "websocket.disconnect 1006\n"

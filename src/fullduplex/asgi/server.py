@@ -107,6 +107,7 @@ class _Session:
         "defaults",
         "denial",
         "first",
+        "live",
         "opened",
         "task",
         "ws",
@@ -118,18 +119,38 @@ class _Session:
         self.defaults = defaults
         self.first = True
         self.closed = False
-        # Resolved with the application's answer to the handshake (a Response or None).
+        # Resolved with the application's answer to the handshake (a Response, or None to
+        # accept), or with None when the connection is lost first.
         self.answered: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
         self.accepted = False
         self.denial: tuple[int, list[tuple[str, str]], list[bytes]] | None = None
         self.task: asyncio.Task[None] | None = None
-        # Resolved once the 101 is sent: what the application sends after its accept waits
-        # for it.
+        # Resolved once the 101 is sent (live), or once the connection is lost before (not
+        # live): what the application sends or receives after its accept waits for it.
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.live = False
 
     def answer(self, response: Response | None) -> None:
         if not self.answered.done():
             self.answered.set_result(response)
+
+    def open(self) -> None:
+        """The 101 is sent: the application's receive and send go to the connection."""
+        self.live = True
+        if not self.opened.done():
+            self.opened.set_result(None)
+
+    def lost(self) -> None:
+        """The connection is gone. If it never opened, the application's next receive is its
+        disconnect (and its sends fail), whatever it answers meanwhile: nothing waits for an
+        opening that will not come. (Once open, messages still queued are read first.)"""
+        if not self.live:
+            self.closed = True
+            # An application still deciding is answered too: a receive before its accept
+            # returns the disconnect; the accept it may send later is a no-op.
+            self.answer(None)
+        if not self.opened.done():
+            self.opened.set_result(None)
 
     async def receive(self) -> Message:
         if self.first:
@@ -320,6 +341,18 @@ class ASGIBridge:
         session = _Session(ws, self.defaults() if self.defaults is not None else ())
         sessions = self.sessions
         sessions[ws] = session
+        loop = asyncio.get_running_loop()
+        drain_timeout = self.drain_timeout
+
+        def lost(_: WebSocket) -> None:
+            # Called once the connection is gone, before or after its opening (by the peer,
+            # or with 1001 by the server's close at SIGTERM): the application hears of it and
+            # has drain_timeout to return, so a shutdown never hangs on one that ignores it.
+            session.lost()
+            if not session.live:
+                sessions.pop(ws, None)
+            if drain_timeout is not None and not task.done():
+                loop.call_later(drain_timeout, task.cancel)
 
         async def run() -> None:
             try:
@@ -334,7 +367,8 @@ class ASGIBridge:
                 if not session.answered.done():
                     session.answer(ws.respond(403, b""))
 
-        session.task = task = asyncio.get_running_loop().create_task(run())
+        session.task = task = loop.create_task(run())
+        ws.on_close = lost
         if self.tasks is not None:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -355,19 +389,7 @@ class ASGIBridge:
         if session is None or session.task is None:
             return
         task = session.task
-        loop = asyncio.get_running_loop()
-        drain_timeout = self.drain_timeout
-
-        def bound(_: WebSocket) -> None:
-            # Once the connection is closed (by the peer, or with 1001 by the server's close
-            # at SIGTERM), the application has drain_timeout to see its disconnect and
-            # return: a shutdown never hangs on an application that ignores it.
-            if drain_timeout is not None and not task.done():
-                loop.call_later(drain_timeout, task.cancel)
-
-        ws.on_close = bound
-        if not session.opened.done():
-            session.opened.set_result(None)
+        session.open()
         try:
             with contextlib.suppress(asyncio.CancelledError):
                 await task

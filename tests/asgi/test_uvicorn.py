@@ -10,6 +10,7 @@ import asyncio
 import json
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,46 @@ async def test_shutdown_while_the_app_has_not_accepted(
     assert returncode == -signal.SIGTERM
     assert elapsed < seconds(8)
     assert log.read_text() == "websocket.disconnect 1006\n"
+
+
+@pytest.mark.parametrize(("flag", "negotiated"), [("true", True), ("false", False)])
+async def test_deflate_follows_uvicorns_setting(flag: str, negotiated: bool) -> None:
+    extra = ("--ws-per-message-deflate", flag)
+    with run_server("uvicorn-fullduplex", "tests.asgi.apps:asgi_app", *extra) as (where, _):
+        async with fullduplex.connect(f"ws://{where}/echo") as ws:  # offers permessage-deflate
+            assert ws.response is not None
+            extensions = ws.response.headers.get("sec-websocket-extensions") or ""
+            assert ("permessage-deflate" in extensions) is negotiated
+            await ws.send("compressible " * 100)
+            assert await _recv(ws) == "compressible " * 100
+
+
+@pytest.fixture(scope="module")
+def uvicorn_fd() -> Iterator[str]:
+    """host:port of the suite's App under uvicorn with fullduplex's class, for a module."""
+    with run_server("uvicorn-fullduplex", "tests.asgi.apps:asgi_app") as (where, _):
+        yield where
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["caf\xe9", "a\x00b", "x" * 65536, "\xff\xfe"],
+    ids=["latin-1", "nul", "64KiB", "high bytes"],
+)
+async def test_hostile_header_never_crashes(uvicorn_fd: str, value: str) -> None:
+    # uvicorn's HTTP parses first and hands the request's bytes over: whatever it lets
+    # through, fullduplex's handshake and scope must take without a crash.
+    host, port = uvicorn_fd.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    request = (
+        "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Protocol: {value}\r\nX-Hostile: {value}\r\n\r\n"
+    )
+    writer.write(request.encode("latin-1"))
+    status = await asyncio.wait_for(reader.readline(), seconds(5))
+    writer.close()
+    assert status.split()[1] in (b"101", b"400", b"431")
+    async with fullduplex.connect(f"ws://{uvicorn_fd}/echo") as ws:
+        await ws.send("still here")
+        assert await _recv(ws) == "still here"

@@ -29,7 +29,6 @@ for those).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -382,19 +381,29 @@ class ASGIBridge:
         """None: the 101 carries the application's choice among accept_headers already."""
         return None
 
-    async def handler(self, ws: WebSocket) -> None:
-        """The connection's handler once open: wait for the application's task."""
+    def handler(self, ws: WebSocket) -> None:
+        """The connection's handler once open (a plain function: the connection's own task
+        ends with the handshake, so an open ASGI WebSocket costs one task, the
+        application's). When the application returns, the connection closes with 1000 if
+        it is still open, as an async handler's return would."""
         sessions = self.sessions
         session = sessions.get(ws)
         if session is None or session.task is None:
             return
         task = session.task
         session.open()
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        finally:
+        # The server's close waits for its handlers' tasks: this one is the application's.
+        tasks = ws._server._tasks if isinstance(ws, ServerWebSocket) else None
+        if tasks is not None:
+            tasks.add(task)
+
+        def done(_: asyncio.Task[None]) -> None:
             sessions.pop(ws, None)
+            if tasks is not None:
+                tasks.discard(task)
+            ws._start_close(1000, "")
+
+        task.add_done_callback(done)
 
 
 def serve_asgi(

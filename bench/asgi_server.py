@@ -60,8 +60,11 @@ async def echo(websocket: WebSocket) -> None:
 
 def _listening(host: str, port: int) -> socket.socket:
     # Bound and listening before the server starts: the URL can be announced at once (a
-    # connection made meanwhile waits in the backlog) and port 0 gets its real number.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # connection made meanwhile waits in the backlog) and port 0 gets its real number. The
+    # protocol is named: asyncio's stock loop sets TCP_NODELAY on accepted sockets only when
+    # their proto is IPPROTO_TCP (socket.socket() says 0), and without it Nagle delays
+    # every small echo of the uvicorn rows.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(1024)

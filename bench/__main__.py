@@ -35,7 +35,15 @@ from bench.loadgen import (
 )
 from bench.machine import describe, pin_cpus, pin_process
 from bench.report import Results, Target, summary_table, workload_table
-from bench.servers import LOOPS, SERVERS, RunningServer, ServerError, ServerSpec, running_server
+from bench.servers import (
+    DEFAULT_SERVERS,
+    LOOPS,
+    SERVERS,
+    RunningServer,
+    ServerError,
+    ServerSpec,
+    running_server,
+)
 
 __all__ = ["NOISY_MACHINE", "Settings", "estimate_seconds", "main", "parse_settings", "targets"]
 
@@ -330,13 +338,20 @@ def parse_settings(argv: list[str] | None) -> Settings:
     )
     parser.add_argument(
         "--servers",
-        default=",".join(SERVERS),
-        help=f"comma-separated (default and choices: {','.join(SERVERS)})",
+        default=",".join(DEFAULT_SERVERS),
+        help=(
+            f"comma-separated (default: {','.join(DEFAULT_SERVERS)}; also: "
+            f"{','.join(n for n in SERVERS if n not in DEFAULT_SERVERS)})"
+        ),
     )
     parser.add_argument(
         "--workloads",
-        default=",".join(WORKLOADS),
-        help=f"comma-separated (default and choices: {','.join(WORKLOADS)})",
+        default=",".join(n for n, w in WORKLOADS.items() if w.default),
+        help=(
+            "comma-separated (default: "
+            f"{','.join(n for n, w in WORKLOADS.items() if w.default)}; also: "
+            f"{','.join(n for n, w in WORKLOADS.items() if not w.default)})"
+        ),
     )
     parser.add_argument(
         "--loops",

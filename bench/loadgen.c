@@ -84,6 +84,8 @@ static const workload_t WORKLOADS[] = {
     {"rr16z", K_RR, 16, OP_TEXT, 1, 1, 1},
     {"big1mz", K_STREAM, 1 << 20, OP_BINARY, 1, 1, 1},
     {"idle5000z", K_IDLE, 0, 0, 5000, 0, 1},
+    {"conc100rr16", K_STREAM, 16, OP_TEXT, 100, 1, 0},
+    {"conc100rr1k", K_STREAM, 1024, OP_TEXT, 100, 1, 0},
 };
 
 /* ---- connections ------------------------------------------------------------------------- */

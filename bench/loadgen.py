@@ -42,12 +42,14 @@ class Workload:
         kind: "rr" (1 connection, 1 message in flight), "stream" (messages in flight on
             every connection), "idle", "hs" (handshakes) or "bcast" (broadcast).
         compression: The load generator offers permessage-deflate (the server needs it).
+        default: Run when ``--workloads`` is not given (the ASGI rows' workloads are not).
     """
 
     name: str
     title: str
     kind: str
     compression: bool = False
+    default: bool = True
 
     @property
     def mode(self) -> str:
@@ -78,6 +80,9 @@ WORKLOADS: dict[str, Workload] = {
         Workload("rr16z", "(g) req/resp, 16 B text, deflate", "rr", compression=True),
         Workload("big1mz", "(g) 1 MiB binary echo, deflate", "stream", compression=True),
         Workload("idle5000z", "(g) 5,000 idle connections, deflate", "idle", compression=True),
+        # Issue 13's ASGI echo: 100 connections, each waiting for its echo before the next.
+        Workload("conc100rr16", "(h) 100 conns x 1 in flight, 16 B text", "stream", default=False),
+        Workload("conc100rr1k", "(h) 100 conns x 1 in flight, 1 KiB text", "stream", default=False),
     )
 }
 

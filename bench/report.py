@@ -27,8 +27,10 @@ Result = dict[str, Any]
 # target label -> workload name -> one result per repeat
 Results = dict[str, dict[str, list[Result]]]
 
-# The server every other is compared with, on the same event loop.
+# The server every other is compared with, on the same event loop; the ASGI rows (a FastAPI
+# app on each ASGI server) are compared with the same app on fullduplex's server.
 REFERENCE = "fullduplex"
+ASGI_REFERENCE = "asgi-fullduplex"
 
 
 # The loop whose rows carry no label: the stock one (and rows of servers with no loop, Node).
@@ -58,8 +60,10 @@ class Target:
     @property
     def reference(self) -> Target:
         """The fullduplex target on the same loop, that this one is compared with (on the
-        stock loop for a server with no loop: Node)."""
-        return Target(REFERENCE, self.loop or _UNLABELLED)
+        stock loop for a server with no loop: Node); for an ASGI row, the ASGI app on
+        fullduplex's server."""
+        reference = ASGI_REFERENCE if self.server.startswith("asgi-") else REFERENCE
+        return Target(reference, self.loop or _UNLABELLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +166,7 @@ def _row(cells: Sequence[str]) -> str:
 
 
 def _lead_cell(value: float | None, target: Target) -> str:
-    if target.server == REFERENCE:
+    if target.server in (REFERENCE, ASGI_REFERENCE):
         return "1"
     if value is None:
         return "n/a"

@@ -29,6 +29,8 @@ from typing import IO
 from bench.server_cli import LOOPS
 
 __all__ = [
+    "ASGI_LOOPS",
+    "DEFAULT_SERVERS",
     "LOOPS",
     "MODES",
     "ROOT",
@@ -39,6 +41,9 @@ __all__ = [
     "running_server",
     "server_command",
 ]
+
+#: The loops of the ASGI rows: asyncio's and uvloop's (aiofastnet is no ASGI server's).
+ASGI_LOOPS = ("asyncio", "uvloop")
 
 # The repository root: `python -m bench...` works from there.
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +70,10 @@ class ServerSpec:
             server that is not Python (Node): it runs on its own and takes no ``--loop``.
         command: The command line without the common options (run from ROOT).
         env: Environment variables set for it, on top of the runner's.
+        default: Run when ``--servers`` is not given (the ASGI rows are not: ``--servers
+            asgi-...``).
+        declines_deflate: Without ``--compression`` it declines permessage-deflate when
+            offered (hypercorn always accepts it: it has no setting for it).
     """
 
     name: str
@@ -74,6 +83,8 @@ class ServerSpec:
     loops: tuple[str, ...]
     command: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
+    default: bool = True
+    declines_deflate: bool = True
 
 
 def _python(module: str) -> tuple[str, ...]:
@@ -104,7 +115,32 @@ _SPECS = (
     ServerSpec("picows", False, True, False, LOOPS, _python("bench.picows_server")),
     ServerSpec("node-ws", True, True, False, (), _node("bench/node/ws_server.js")),
     ServerSpec("raw-tcp", False, False, True, LOOPS, _python("bench.raw_server")),
+    # Issue 13: a FastAPI echo on each ASGI server (bench/asgi_server.py), on the loops their
+    # users run (uvicorn's "auto" is uvloop when installed).
+    *(
+        ServerSpec(
+            f"asgi-{name}",
+            name not in ("hypercorn", "granian"),
+            False,
+            False,
+            ASGI_LOOPS,
+            (*_python("bench.asgi_server"), "--server", name),
+            default=False,
+            declines_deflate=name != "hypercorn",
+        )
+        for name in (
+            "fullduplex",
+            "uvicorn-fd",
+            "uvicorn-sansio",
+            "uvicorn-wsproto",
+            "hypercorn",
+            "granian",
+        )
+    ),
 )
+
+#: The servers a run without ``--servers`` starts.
+DEFAULT_SERVERS = tuple(spec.name for spec in _SPECS if spec.default)
 
 #: Name -> what that server can do and how to start it, in the order tables list them.
 SERVERS: dict[str, ServerSpec] = {spec.name: spec for spec in _SPECS}

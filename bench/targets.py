@@ -24,7 +24,15 @@ from typing import Any
 from bench.report import Target
 from bench.server_cli import LOOPS
 
-__all__ = ["MEMORY_LOOPS", "PURE_PYTHON_LOOPS", "main", "median", "targets_table"]
+__all__ = [
+    "ASGI_UVICORN",
+    "MEMORY_LOOPS",
+    "PURE_PYTHON_LOOPS",
+    "asgi_targets_table",
+    "main",
+    "median",
+    "targets_table",
+]
 
 # The figure each workload is judged on; every other workload is judged on its rate.
 _FIGURE = {
@@ -148,12 +156,104 @@ def targets_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: uvicorn's own WebSocket implementations: issue 13's targets are against the best of them.
+ASGI_UVICORN = ("asgi-uvicorn-sansio", "asgi-uvicorn-wsproto")
+_ASGI_LOOPS = ("asyncio", "uvloop")
+
+
+def _best_uvicorn(results: dict[str, Any], loop: str, workload: str) -> tuple[str, float] | None:
+    """uvicorn's best implementation on this loop and workload: (name, figure), or None."""
+    figures = [
+        (name, value)
+        for name in ASGI_UVICORN
+        if (value := median(results, Target(name, loop).label, workload)) is not None
+    ]
+    if not figures:
+        return None
+    # Memory: the smallest is the best; rates: the largest.
+    pick = min if workload.startswith("idle") else max
+    return pick(figures, key=lambda item: item[1])
+
+
+def asgi_targets_table(results: dict[str, Any]) -> str:
+    """Issue 13's targets: the FastAPI echo on fullduplex's server (``asgi-fullduplex``) and
+    on uvicorn with fullduplex's protocol class (``asgi-uvicorn-fd``), against uvicorn's best
+    own implementation on the same loop: >= 1.5x on the 100-connection round trips, no more
+    memory per idle connection."""
+    lines = [
+        "| target | stock loop | uvloop | met |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for ours in ("asgi-fullduplex", "asgi-uvicorn-fd"):
+        for workload in ("conc100rr16", "conc100rr1k", "idle5000"):
+            memory = workload.startswith("idle")
+            cells: list[str] = []
+            checks: list[bool] = []
+            for loop in _ASGI_LOOPS:
+                mine = median(results, Target(ours, loop).label, workload)
+                best = _best_uvicorn(results, loop, workload)
+                if mine is None or best is None:
+                    cells.append("-")
+                    continue
+                name, other = best
+                short = name.removeprefix("asgi-uvicorn-")
+                if memory:
+                    checks.append(mine <= other)
+                    cells.append(f"{mine:.2f} vs {other:.2f} KiB ({short})")
+                else:
+                    ratio = mine / other
+                    checks.append(ratio >= 1.5)
+                    cells.append(f"{ratio:.2f}x ({_shown(mine)} vs {_shown(other)}, {short})")
+            goal = "<= uvicorn's best KiB/conn" if memory else "/ uvicorn's best >= 1.5"
+            lines.append(_row(f"{workload}: {ours} {goal}", cells, checks))
+        for workload in ("conc100rr16", "conc100rr1k"):
+            lines.append(_cpu_row(results, ours, workload))
+    return "\n".join(lines)
+
+
+def _cpu_row(results: dict[str, Any], ours: str, workload: str) -> str:
+    """The same comparison on the server's CPU time per message (lower is better), which
+    holds when other processes share the machine and the rates swing with them."""
+    cells: list[str] = []
+    checks: list[bool] = []
+    for loop in _ASGI_LOOPS:
+        mine = _median_of(results, Target(ours, loop).label, workload, "server_us_per_op")
+        figures = [
+            (name, value)
+            for name in ASGI_UVICORN
+            if (
+                value := _median_of(results, Target(name, loop).label, workload, "server_us_per_op")
+            )
+            is not None
+        ]
+        if mine is None or not figures or mine <= 0:
+            cells.append("-")
+            continue
+        name, other = min(figures, key=lambda item: item[1])
+        ratio = other / mine
+        checks.append(ratio >= 1.5)
+        short = name.removeprefix("asgi-uvicorn-")
+        cells.append(f"{ratio:.2f}x ({mine:.1f} vs {other:.1f} us, {short})")
+    return _row(f"{workload} server CPU/msg: uvicorn's best / {ours} >= 1.5", cells, checks)
+
+
+def _median_of(results: dict[str, Any], label: str, workload: str, key: str) -> float | None:
+    rows = results.get(label, {}).get(workload, [])
+    values = [row[key] for row in rows if row.get("ok") and row.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the targets table for a results file; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m bench.targets", description=__doc__)
     parser.add_argument("results", type=Path, help="the JSON written by python -m bench --json")
     args = parser.parse_args(argv)
-    print(targets_table(json.loads(args.results.read_text())["results"]))
+    results = json.loads(args.results.read_text())["results"]
+    asgi = any(label.startswith("asgi-") for label in results)
+    if not asgi or any(not label.startswith("asgi-") for label in results):
+        print(targets_table(results))
+    if asgi:
+        print(asgi_targets_table(results))
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -9,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.endpoints import WebSocketEndpoint
 from starlette.routing import WebSocketRoute
 
-__all__ = ["fastapi_app", "starlette_app"]
+__all__ = ["fastapi_app", "late_app", "starlette_app", "stubborn_app"]
 
 
 class Echo(WebSocketEndpoint):
@@ -46,3 +48,29 @@ async def ws_route(websocket: WebSocket, name: str) -> None:
             await websocket.send_json({"name": name, "data": data})
     except WebSocketDisconnect:
         pass
+
+
+async def stubborn_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A raw ASGI app that accepts, writes its disconnect event to the file named by
+    $STUBBORN_LOG, then never returns: only a bounded drain ends a shutdown with it."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    event = await receive()
+    with open(os.environ["STUBBORN_LOG"], "a") as log:
+        log.write(f"{event['type']} {event.get('code')}\n")
+    await asyncio.Event().wait()
+
+
+async def late_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A raw ASGI app that takes a second to accept, then writes the event it receives next
+    to the file named by $STUBBORN_LOG and returns."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await asyncio.sleep(1)
+    await send({"type": "websocket.accept"})
+    event = await receive()
+    with open(os.environ["STUBBORN_LOG"], "a") as log:
+        log.write(f"{event['type']} {event.get('code')}\n")

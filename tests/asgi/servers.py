@@ -19,7 +19,10 @@ from pathlib import Path
 
 from tests.helpers import seconds
 
-__all__ = ["SERVERS", "free_port", "run_server"]
+__all__ = ["SERVERS", "UVICORN_WS", "free_port", "run_server"]
+
+UVICORN_WS = "fullduplex.asgi.uvicorn:FullduplexWebSocketProtocol"
+"""uvicorn's ``--ws`` for fullduplex's WebSocket protocol class."""
 
 _ROOT = Path(__file__).resolve().parents[2]
 _BIN = Path(sys.executable).parent
@@ -36,6 +39,19 @@ def _commands(target: str, port: int) -> dict[str, list[str]]:
     return {
         "uvicorn": [*uvicorn, "--ws", "websockets-sansio", "--lifespan", "on"],
         "uvicorn-wsproto": [*uvicorn, "--ws", "wsproto", "--lifespan", "on"],
+        # uvicorn's HTTP with fullduplex's WebSocket layer (fullduplex.asgi.uvicorn).
+        "uvicorn-fullduplex": [*uvicorn, "--ws", UVICORN_WS, "--lifespan", "on"],
+        # The same, programmatically: uvicorn.run(app, ws=<the class itself>).
+        "uvicorn-fullduplex-run": [
+            sys.executable,
+            "-c",
+            "import sys, uvicorn; from fullduplex.asgi.uvicorn import FullduplexWebSocketProtocol"
+            " as P; uvicorn.run(sys.argv[1], host=sys.argv[2], port=int(sys.argv[3]), ws=P,"
+            " timeout_graceful_shutdown=int(sys.argv[4]))",
+            target,
+            host,
+            str(port),
+        ],
         "hypercorn": [sys.executable, "-m", "hypercorn", target, "--bind", f"{host}:{port}"],
         "daphne": [_script("daphne"), "-b", host, "-p", str(port), target],
         "granian": [
@@ -65,7 +81,15 @@ def _commands(target: str, port: int) -> dict[str, list[str]]:
     }
 
 
-SERVERS = ("uvicorn", "uvicorn-wsproto", "hypercorn", "daphne", "granian", "fullduplex")
+SERVERS = (
+    "uvicorn",
+    "uvicorn-wsproto",
+    "uvicorn-fullduplex",
+    "hypercorn",
+    "daphne",
+    "granian",
+    "fullduplex",
+)
 """The ASGI servers every endpoint test runs under."""
 
 

@@ -255,3 +255,32 @@ async def test_server_close_delivers_1001_disconnect_within_the_drain() -> None:
     with pytest.raises(ConnectionClosed) as info:
         await ws.recv()
     assert info.value.code == 1001
+
+
+async def _accept_late(scope: Scope, receive: Receive, send: Send) -> None:
+    await receive()  # connect
+    await asyncio.sleep(seconds(0.5))  # the client is gone meanwhile
+    await send({"type": "websocket.accept"})
+    event = await receive()
+    assert event["type"] == "websocket.disconnect"
+
+
+async def test_client_gone_before_the_accept_gets_a_disconnect() -> None:
+    # The connection is lost while the application decides: its accept opens nothing, and
+    # its next receive must say so at once (not wait for an opening that never comes).
+    app = Recorder(_accept_late)
+    async with serve_asgi(app, "127.0.0.1", 0) as server:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(seconds(0.1))
+        writer.close()
+        await asyncio.wait_for(app.done.wait(), seconds(5))
+        assert [event["type"] for event in app.events] == [
+            "websocket.connect",
+            "websocket.disconnect",
+        ]
+        assert app.events[-1]["code"] == 1006

@@ -16,7 +16,15 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from bench.servers import LOOPS, SERVERS, RunningServer, running_server, server_command
+from bench.servers import (
+    ASGI_LOOPS,
+    DEFAULT_SERVERS,
+    LOOPS,
+    SERVERS,
+    RunningServer,
+    running_server,
+    server_command,
+)
 from websockets.sync.client import ClientConnection, connect
 
 from tests.helpers import seconds
@@ -77,10 +85,15 @@ def echo_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
 
 def test_echo_keeps_type_and_declines_deflate(echo_server: RunningServer) -> None:
     """Text comes back as text, binary as binary, on any path; a fragmented message and a big
-    one too; no permessage-deflate although the client offers it; SIGTERM stops the server."""
+    one too; no permessage-deflate although the client offers it (but from the server that
+    has no setting for it: hypercorn accepts it); SIGTERM stops the server."""
     big = os.urandom(BIG)
-    with _connect(echo_server, "/any/path?x=1") as ws:
-        assert _extensions(ws) is None
+    path = "/" if echo_server.name.startswith("asgi-") else "/any/path?x=1"  # FastAPI's route
+    with _connect(echo_server, path) as ws:
+        if SERVERS[echo_server.name].declines_deflate:
+            assert _extensions(ws) is None
+        else:
+            assert "permessage-deflate" in (_extensions(ws) or "")
         ws.send("héllo")
         assert ws.recv(timeout=seconds(10)) == "héllo"
         ws.send(b"\x00\xff")
@@ -180,6 +193,9 @@ def test_raw_tcp_loads_aiofastnet_only_when_asked(loop: str) -> None:
         ("fullduplex", {"loop": None}),
         ("fullduplex", {"loop": "trio"}),
         ("websockets", {"mode": "fanout"}),
+        ("asgi-uvicorn-fd", {"loop": "aiofastnet"}),
+        ("asgi-uvicorn-fd", {"mode": "broadcast"}),
+        ("asgi-hypercorn", {"compression": True}),
     ],
 )
 def test_unsupported_settings_are_refused(name: str, settings: dict[str, object]) -> None:
@@ -203,10 +219,15 @@ def test_specs_match_commands() -> None:
 
 
 def test_every_python_server_runs_on_every_loop() -> None:
-    """Only Node has no loop to choose."""
+    """Only Node has no loop to choose; the ASGI rows run on asyncio's loop and uvloop."""
     assert {name for name, spec in SERVERS.items() if not spec.loops} == {"node-ws"}
-    for spec in SERVERS.values():
-        assert spec.loops in ((), LOOPS)
+    for name, spec in SERVERS.items():
+        assert spec.loops in (((), LOOPS), (ASGI_LOOPS,))[name.startswith("asgi-")]
+
+
+def test_asgi_rows_are_not_in_the_default_run() -> None:
+    """``make bench`` runs what it ran before; the ASGI rows take ``--servers asgi-...``."""
+    assert set(DEFAULT_SERVERS) == {n for n in SERVERS if not n.startswith("asgi-")}
 
 
 @pytest.mark.parametrize("loop", LOOPS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.targets import median, targets_table
+from bench.targets import asgi_targets_table, median, targets_table
 
 __all__: list[str] = []
 
@@ -124,3 +124,46 @@ def test_pure_python_is_not_judged_on_aiofastnet() -> None:
     assert row[1:] == ["1.30x (130 vs 100)", "-", "1.30x (130 vs 100)", "yes"]
     only_aiofastnet = targets_table(_results(50.0, 40.0, 3.0, labels=(" (aiofastnet)",)))
     assert _line(only_aiofastnet, "rr16: fullduplex-py")[-1] == "not measured"
+
+
+def _asgi(ours: float, sansio: float, wsproto: float, kib: tuple[float, float, float]) -> Any:
+    rows: dict[str, Any] = {}
+    for loop in ("", " (uvloop)"):
+        for name, rate, memory in (
+            ("asgi-fullduplex", ours, kib[0]),
+            ("asgi-uvicorn-fd", ours, kib[0]),
+            ("asgi-uvicorn-sansio", sansio, kib[1]),
+            ("asgi-uvicorn-wsproto", wsproto, kib[2]),
+        ):
+            rows[name + loop] = {
+                "conc100rr16": [{"ok": True, "rate": rate, "server_us_per_op": 1500 / rate}],
+                "idle5000": [{"ok": True, "kib_per_conn": memory}],
+            }
+    return rows
+
+
+def test_asgi_targets_against_uvicorns_best() -> None:
+    """The best of uvicorn's own: the fastest for rates, the smallest for memory."""
+    table = asgi_targets_table(_asgi(150.0, 100.0, 60.0, (20.0, 30.0, 25.0)))
+    assert _line(table, "conc100rr16: asgi-fullduplex") == [
+        "conc100rr16: asgi-fullduplex / uvicorn's best >= 1.5",
+        *["1.50x (150 vs 100, sansio)"] * 2,
+        "yes",
+    ]
+    assert _line(table, "idle5000: asgi-uvicorn-fd")[1:] == [
+        *["20.00 vs 25.00 KiB (wsproto)"] * 2,
+        "yes",
+    ]
+    # CPU per message: 10 us against sansio's 15 us.
+    assert _line(table, "conc100rr16 server CPU/msg: uvicorn's best / asgi-fullduplex")[1:] == [
+        *["1.50x (10.0 vs 15.0 us, sansio)"] * 2,
+        "yes",
+    ]
+    # Not measured: neither met nor missed.
+    assert _line(table, "conc100rr1k: asgi-fullduplex")[1:] == ["-", "-", "not measured"]
+
+
+def test_asgi_targets_missed() -> None:
+    table = asgi_targets_table(_asgi(140.0, 100.0, 60.0, (26.0, 30.0, 25.0)))
+    assert _line(table, "conc100rr16: asgi-fullduplex")[-1] == "**no**"
+    assert _line(table, "idle5000: asgi-fullduplex")[-1] == "**no**"

@@ -77,14 +77,6 @@ def _endpoint_key(template: str) -> Hashable:
     return ("endpoint", template)
 
 
-def _is_upgrade(request: Request) -> bool:
-    return any(
-        token.strip().lower() == "websocket"
-        for value in request.headers.get_all("Upgrade")
-        for token in value.split(",")
-    )
-
-
 class App:
     """A WebSocket application: endpoints at path templates, plus plain HTTP on the same port.
 
@@ -507,7 +499,7 @@ class App:
         """process_request: pick the endpoint before the upgrade, or answer plain HTTP."""
         path = request.path.partition("?")[0]
         found = self._endpoints.match(path)
-        if not _is_upgrade(request):
+        if not request.is_upgrade:
             return await self._http.respond(ws, request, path, endpoint=found is not None)
         if found is None:
             self.metrics.count(self.metrics.refused, "not_found")

@@ -4,10 +4,13 @@
   application, for uvicorn, hypercorn, granian and daphne, or mounted in Starlette/FastAPI.
 * :func:`serve_asgi` (or ``fullduplex serve --asgi module:app``): ASGI 3 applications on
   fullduplex's server.
+* :class:`fullduplex.asgi.uvicorn.FullduplexWebSocketProtocol` (``uvicorn.run(app,
+  ws=...)``): fullduplex's WebSocket layer inside uvicorn (not imported here: import it from
+  its module, or name it in uvicorn's ``--ws``).
 
 Modules: :mod:`~.application` (the App as an ASGI application), :mod:`~.server`
-(ASGI applications on fullduplex's server), :mod:`~._types` (the ASGI
-callable's types).
+(ASGI applications on fullduplex's server), :mod:`~.uvicorn` (uvicorn's protocol class),
+:mod:`~._types` (the ASGI callable's types).
 """
 
 from __future__ import annotations

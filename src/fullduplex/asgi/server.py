@@ -29,9 +29,8 @@ for those).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -41,7 +40,7 @@ from ..exceptions import ConnectionClosed
 from ..protocol.handshake import Request, Response
 from ._types import ASGIApplication, Message, Scope, headers_from_asgi
 
-__all__ = ["DEFAULT_DRAIN_TIMEOUT", "serve_asgi"]
+__all__ = ["DEFAULT_DRAIN_TIMEOUT", "ASGIBridge", "serve_asgi"]
 
 #: Seconds an ASGI application may take to return once its WebSocket closed at shutdown.
 DEFAULT_DRAIN_TIMEOUT = 30.0
@@ -50,18 +49,17 @@ _logger = logging.getLogger("fullduplex.asgi")
 _DENIAL = "websocket.http.response"
 
 
-def _is_upgrade(request: Request) -> bool:
-    return any(
-        token.strip().lower() == "websocket"
-        for value in request.headers.get_all("Upgrade")
-        for token in value.split(",")
-    )
+def _scope(
+    ws: ServerWebSocket, request: Request, kind: str, scheme: str, root_path: str = ""
+) -> Scope:
+    """The ASGI scope of ``request``; any byte of a header survives (latin-1 both ways).
 
-
-def _scope(ws: ServerWebSocket, request: Request, kind: str, scheme: str) -> Scope:
-    """The ASGI scope of ``request``; any byte of a header survives (latin-1 both ways)."""
+    ``root_path`` (a server behind a proxy that strips a prefix, uvicorn's ``--root-path``)
+    is prepended to ``path`` and ``raw_path``, as uvicorn and the www spec since 2.3 do, so
+    that routers below it (Starlette's Mount) see the full path.
+    """
     target, _, query = request.path.partition("?")
-    raw_path = target.encode("latin-1", "replace")
+    raw_path = (root_path + target).encode("latin-1", "replace")
     path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
     headers = [
         (name.lower().encode("latin-1", "replace"), value.encode("latin-1", "replace"))
@@ -78,7 +76,7 @@ def _scope(ws: ServerWebSocket, request: Request, kind: str, scheme: str) -> Sco
         "path": path,
         "raw_path": raw_path,
         "query_string": query.encode("latin-1", "replace"),
-        "root_path": "",
+        "root_path": root_path,
         "headers": headers,
         "client": tuple(client[:2]) if client else None,
         "server": tuple(server[:2]) if server else None,
@@ -101,24 +99,57 @@ def _scope(ws: ServerWebSocket, request: Request, kind: str, scheme: str) -> Sco
 class _Session:
     """One ASGI WebSocket on one fullduplex connection: the application's receive and send."""
 
-    __slots__ = ("accepted", "answered", "closed", "denial", "first", "opened", "task", "ws")
+    __slots__ = (
+        "accepted",
+        "answered",
+        "closed",
+        "defaults",
+        "denial",
+        "first",
+        "live",
+        "opened",
+        "task",
+        "ws",
+    )
 
-    def __init__(self, ws: ServerWebSocket) -> None:
+    def __init__(self, ws: ServerWebSocket, defaults: Sequence[tuple[bytes, bytes]] = ()) -> None:
         self.ws = ws
+        # The server's own fields for the 101 (uvicorn's Date and Server), before the app's.
+        self.defaults = defaults
         self.first = True
         self.closed = False
-        # Resolved with the application's answer to the handshake (a Response or None).
+        # Resolved with the application's answer to the handshake (a Response, or None to
+        # accept), or with None when the connection is lost first.
         self.answered: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
         self.accepted = False
         self.denial: tuple[int, list[tuple[str, str]], list[bytes]] | None = None
         self.task: asyncio.Task[None] | None = None
-        # Resolved once the 101 is sent: what the application sends after its accept waits
-        # for it.
+        # Resolved once the 101 is sent (live), or once the connection is lost before (not
+        # live): what the application sends or receives after its accept waits for it.
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.live = False
 
     def answer(self, response: Response | None) -> None:
         if not self.answered.done():
             self.answered.set_result(response)
+
+    def open(self) -> None:
+        """The 101 is sent: the application's receive and send go to the connection."""
+        self.live = True
+        if not self.opened.done():
+            self.opened.set_result(None)
+
+    def lost(self) -> None:
+        """The connection is gone. If it never opened, the application's next receive is its
+        disconnect (and its sends fail), whatever it answers meanwhile: nothing waits for an
+        opening that will not come. (Once open, messages still queued are read first.)"""
+        if not self.live:
+            self.closed = True
+            # An application still deciding is answered too: a receive before its accept
+            # returns the disconnect; the accept it may send later is a no-op.
+            self.answer(None)
+        if not self.opened.done():
+            self.opened.set_result(None)
 
     async def receive(self) -> Message:
         if self.first:
@@ -163,7 +194,8 @@ class _Session:
             subprotocol = message.get("subprotocol")
             headers = [
                 (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
-                for name, value in message.get("headers") or ()
+                for pairs in (self.defaults, message.get("headers") or ())
+                for name, value in pairs
             ]
             if subprotocol is not None:
                 headers.append(("Sec-WebSocket-Protocol", subprotocol))
@@ -260,6 +292,120 @@ async def _lifespan(
     return inbox
 
 
+class ASGIBridge:
+    """What runs ASGI scopes on fullduplex connections: the ``process_request`` and handler of
+    a :class:`~fullduplex.asyncio.server.Server`. :func:`serve_asgi` and uvicorn's protocol
+    class (:mod:`fullduplex.asgi.uvicorn`) share it; not for applications.
+
+    Args:
+        app: The ASGI 3 application.
+        state: The lifespan state; each scope gets a shallow copy.
+        drain_timeout: Seconds an application may take to return once its WebSocket closed;
+            then it is cancelled. None: wait for ever.
+        root_path: The scope's ``root_path``.
+        defaults: Called at each accept: the server's own 101 fields (uvicorn's Date).
+        tasks: A set that holds each application task while it runs (uvicorn's
+            ``server_state.tasks``, which its graceful shutdown waits for and cancels).
+    """
+
+    __slots__ = ("app", "defaults", "drain_timeout", "root_path", "sessions", "state", "tasks")
+
+    def __init__(
+        self,
+        app: ASGIApplication,
+        *,
+        state: dict[str, Any],
+        drain_timeout: float | None = DEFAULT_DRAIN_TIMEOUT,
+        root_path: str = "",
+        defaults: Callable[[], Sequence[tuple[bytes, bytes]]] | None = None,
+        tasks: set[asyncio.Task[None]] | None = None,
+    ) -> None:
+        self.app = app
+        self.state = state
+        self.drain_timeout = drain_timeout
+        self.root_path = root_path
+        self.defaults = defaults
+        self.tasks = tasks
+        self.sessions: dict[WebSocket, _Session] = {}
+
+    async def process_request(self, ws: ServerWebSocket, request: Request) -> Response | None:
+        """Run the scope up to the application's answer to the handshake."""
+        app = self.app
+        if not request.is_upgrade:
+            scope = _scope(ws, request, "http", "http", self.root_path)
+            scope["state"] = dict(self.state)
+            return await _http(app, scope, ws)
+        scope = _scope(ws, request, "websocket", "ws", self.root_path)
+        scope["state"] = dict(self.state)
+        session = _Session(ws, self.defaults() if self.defaults is not None else ())
+        sessions = self.sessions
+        sessions[ws] = session
+        loop = asyncio.get_running_loop()
+        drain_timeout = self.drain_timeout
+
+        def lost(_: WebSocket) -> None:
+            # Called once the connection is gone, before or after its opening (by the peer,
+            # or with 1001 by the server's close at SIGTERM): the application hears of it and
+            # has drain_timeout to return, so a shutdown never hangs on one that ignores it.
+            session.lost()
+            if not session.live:
+                sessions.pop(ws, None)
+            if drain_timeout is not None and not task.done():
+                loop.call_later(drain_timeout, task.cancel)
+
+        async def run() -> None:
+            try:
+                await app(scope, session.receive, session.send)
+            except Exception:
+                _logger.error("[%s] ASGI application failed", ws.id, exc_info=True)
+                if not session.answered.done():
+                    session.answer(ws.respond(500, "Internal Server Error\n"))
+            else:
+                # Returned without a word: the www spec's answer is a 403. (Once answered,
+                # the handshake is over and respond() is no longer possible.)
+                if not session.answered.done():
+                    session.answer(ws.respond(403, b""))
+
+        session.task = task = loop.create_task(run())
+        ws.on_close = lost
+        if self.tasks is not None:
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        response = await session.answered
+        if response is not None:
+            sessions.pop(ws, None)
+        return response
+
+    @staticmethod
+    def select_subprotocol(request: Request, offered: Sequence[str]) -> str | None:
+        """None: the 101 carries the application's choice among accept_headers already."""
+        return None
+
+    def handler(self, ws: WebSocket) -> None:
+        """The connection's handler once open (a plain function: the connection's own task
+        ends with the handshake, so an open ASGI WebSocket costs one task, the
+        application's). When the application returns, the connection closes with 1000 if
+        it is still open, as an async handler's return would."""
+        sessions = self.sessions
+        session = sessions.get(ws)
+        if session is None or session.task is None:
+            return
+        task = session.task
+        session.open()
+        # The server's close waits for its handlers' tasks: this one is the application's.
+        tasks = ws._server._tasks if isinstance(ws, ServerWebSocket) else None
+        if tasks is not None:
+            tasks.add(task)
+
+        def done(_: asyncio.Task[None]) -> None:
+            sessions.pop(ws, None)
+            if tasks is not None:
+                tasks.discard(task)
+            ws._start_close(1000, "")
+
+        task.add_done_callback(done)
+
+
 def serve_asgi(
     app: ASGIApplication,
     host: str | Sequence[str] | None = "127.0.0.1",
@@ -284,64 +430,10 @@ def serve_asgi(
     Returns:
         The :class:`~fullduplex.asyncio.server.Server`, not yet listening.
     """
-    sessions: dict[WebSocket, _Session] = {}
     state: dict[str, Any] = {}
     internals: dict[str, Any] = {}
-    scheme = "ws"
     lifespan_inbox: list[asyncio.Queue[Message] | None] = [None]
-
-    async def process_request(ws: ServerWebSocket, request: Request) -> Response | None:
-        if not _is_upgrade(request):
-            scope = _scope(ws, request, "http", "http")
-            scope["state"] = dict(state)
-            return await _http(app, scope, ws)
-        scope = _scope(ws, request, "websocket", scheme)
-        scope["state"] = dict(state)
-        session = _Session(ws)
-        sessions[ws] = session
-
-        async def run() -> None:
-            try:
-                await app(scope, session.receive, session.send)
-            except Exception:
-                _logger.error("[%s] ASGI application failed", ws.id, exc_info=True)
-                session.answer(ws.respond(500, "Internal Server Error\n"))
-            else:
-                # Returned without a word: the www spec's answer is a 403.
-                session.answer(ws.respond(403, b""))
-
-        session.task = asyncio.get_running_loop().create_task(run())
-        response = await session.answered
-        if response is not None:
-            sessions.pop(ws, None)
-        return response
-
-    def select_subprotocol(request: Request, offered: Sequence[str]) -> str | None:
-        # The 101 carries the application's choice among accept_headers already.
-        return None
-
-    async def handler(ws: WebSocket) -> None:
-        session = sessions.get(ws)
-        if session is None or session.task is None:
-            return
-        task = session.task
-        loop = asyncio.get_running_loop()
-
-        def bound(_: WebSocket) -> None:
-            # Once the connection is closed (by the peer, or with 1001 by the server's close
-            # at SIGTERM), the application has drain_timeout to see its disconnect and
-            # return: a shutdown never hangs on an application that ignores it.
-            if drain_timeout is not None and not task.done():
-                loop.call_later(drain_timeout, task.cancel)
-
-        ws.on_close = bound
-        if not session.opened.done():
-            session.opened.set_result(None)
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        finally:
-            sessions.pop(ws, None)
+    bridge = ASGIBridge(app, state=state, drain_timeout=drain_timeout)
 
     async def on_start() -> None:
         if lifespan:
@@ -358,12 +450,12 @@ def serve_asgi(
         except TimeoutError:
             _logger.info("lifespan shutdown did not complete within %ss", drain_timeout)
 
-    options.setdefault("select_subprotocol", select_subprotocol)
+    options.setdefault("select_subprotocol", bridge.select_subprotocol)
     return serve(
-        handler,
+        bridge.handler,
         host,
         port,
-        process_request=process_request,
+        process_request=bridge.process_request,
         on_start=on_start,
         on_closed=on_closed,
         **options,

@@ -253,6 +253,17 @@ class Request:
     headers: Headers
     http_version: str = "1.1"
 
+    @property
+    def is_upgrade(self) -> bool:
+        """Whether the request asks for a WebSocket (``Upgrade: websocket``), as opposed to a
+        plain HTTP request that a server may answer with a route (only the token is checked:
+        the handshake validates the rest)."""
+        return any(
+            token.strip().lower() == "websocket"
+            for value in self.headers.get_all("Upgrade")
+            for token in value.split(",")
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Response:

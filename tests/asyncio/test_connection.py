@@ -439,6 +439,37 @@ class TestFlowControl:
             assert server_ws._transport.is_reading()
             handlers.release()
 
+    async def test_both_sides_sending_big_messages_at_once_do_not_deadlock(self) -> None:
+        """Each side sends more than its write buffer holds while the other does the same:
+        both full buffers must not stop both sides reading (each waits for the other)."""
+        payload = os.urandom(4 * 2**20)
+        count = 5
+
+        async def both_ways(ws: WebSocket) -> int:
+            async def write() -> None:
+                for _ in range(count):
+                    await ws.send(payload)
+
+            writer = asyncio.create_task(write())
+            received = 0
+            for _ in range(count):
+                assert await ws.recv() == payload
+                received += 1
+            await writer
+            return received
+
+        results: list[int] = []
+
+        async def handler(ws: WebSocket) -> None:
+            results.append(await both_ways(ws))
+
+        async with (
+            serve(handler, "127.0.0.1", 0, max_message_size=None) as server,
+            connect(uri(server), max_message_size=None) as client,
+        ):
+            assert await wait_for(both_ways(client), 30) == count
+            await until(lambda: results == [count])
+
     async def test_pings_from_a_peer_that_does_not_read_pause_reading(self) -> None:
         """Pongs to a peer that never reads do not pile up: reading stops while the write
         buffer is over write_limit, and resumes (every ping answered) once the peer reads."""

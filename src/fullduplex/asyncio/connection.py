@@ -40,7 +40,15 @@ from ..exceptions import (
     ConnectionClosedOK,
     InvalidState,
 )
-from ..protocol.connection import SEND_EOF, SPLIT_PAYLOAD_MIN, Close, Connection, Pong, State
+from ..protocol.connection import (
+    SEND_EOF,
+    SPLIT_PAYLOAD_MIN,
+    Close,
+    Connection,
+    Ping,
+    Pong,
+    State,
+)
 from .timers import Deadline, timers_for
 
 if TYPE_CHECKING:
@@ -685,6 +693,7 @@ class WebSocket:
             return
         conn.receive_data(data)
         events = conn.events_received()
+        replied = False
         if events:
             # Replies that on_message callbacks send from here (send_nowait) are written
             # together by the flush below: one write for the whole read, not one per message.
@@ -698,18 +707,21 @@ class WebSocket:
                         self._pong_received(event.data)  # type: ignore[union-attr]
                     elif kind is Close:
                         self._end_of_stream()
-                    # Ping: the protocol already queued the pong; it leaves with the flush.
+                    elif kind is Ping:
+                        replied = True  # the protocol queued the pong; it leaves with the flush
             finally:
                 self._receiving = False
                 self._flush()
         else:
             self._flush()
-        # The write buffer is over write_limit and the peer still sends: the pongs (and other
-        # replies) its frames call for would pile up without bound in the buffer of a peer
-        # that never reads. Stop reading until resume_writing; while open only, as a closing
-        # connection must still read the peer's close frame and EOF.
+        # The write buffer is over write_limit and the peer's pings still call for pongs:
+        # they would pile up without bound in the buffer of a peer that never reads. Stop
+        # reading until resume_writing. Only for such replies: pausing on a full buffer alone
+        # would deadlock two peers that both send more than they read at the moment. While
+        # open only, as a closing connection must still read the peer's close frame and EOF.
         if (
-            self._write_paused
+            replied
+            and self._write_paused
             and not self._reading_paused
             and not self._lost
             and conn._state is _OPEN

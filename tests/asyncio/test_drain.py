@@ -122,3 +122,25 @@ async def test_reconnections_spread_onto_a_sibling() -> None:
             assert max(windows) <= 1.5 * 600 / 10 + 10, windows  # ~60 per window, not 600
             for ws in clients:
                 await ws.close()
+
+
+async def test_a_handshake_that_completes_late_does_not_hold_the_drain() -> None:
+    async def slow_check(ws: WebSocket, request: object) -> None:
+        await asyncio.sleep(0.3)
+
+    # It gets a 503 (not a 101, whose handler would start after the drain's last look);
+    # a client that then neither reads nor closes is dropped after close_timeout.
+    server = serve(echo, "127.0.0.1", 0, process_request=slow_check, close_timeout=1)
+    async with server:
+        raw = await RawClient.open(server.port)
+        raw.writer.write(RawClient.request())
+        await asyncio.sleep(0.05)  # the request is in, its process_request under way
+        await asyncio.wait_for(server.drain(0, timeout=1), seconds(5))
+        assert (await raw.reader.read()).startswith(b"HTTP/1.1 503")
+        await raw.close()
+
+
+def test_drain_refuses_a_code_no_endpoint_may_send() -> None:
+    server = serve(echo, "127.0.0.1", 0)
+    with pytest.raises(ValueError, match="not a close code"):
+        server.drain(code=1006)

@@ -590,8 +590,8 @@ class Server:
         (``SO_REUSEPORT``) take the new connections; the open connections are closed with
         ``code`` in batches spread over ``duration`` seconds (about one batch every 0.1 s),
         so that their clients reconnect gradually rather than all at once; those still open
-        ``timeout`` seconds after the start are cut. Calling it while the server is already
-        closing or draining just waits for that.
+        ``timeout`` seconds after the start are cut (a ``duration`` beyond it is cut short).
+        Calling it while the server is already closing or draining just waits for that.
 
         Args:
             duration: Seconds over which to spread the closes (0: all at once).
@@ -602,7 +602,12 @@ class Server:
 
         Returns:
             An awaitable that waits until the server is closed (it need not be awaited).
+
+        Raises:
+            ValueError: ``code`` is not one an endpoint may send.
         """
+        if not _is_close_code(code):
+            raise ValueError(f"{code} is not a close code an endpoint may send")
         self._closing = True
         if self._close_task is None:
             self._draining = True
@@ -614,6 +619,7 @@ class Server:
     async def _drain(self, duration: float, code: int, reason: str, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        duration = min(duration, timeout)  # the timeout bounds the whole drain
         if self._server is not None:
             self._server.close()
         pending = list(self._open)
@@ -638,6 +644,9 @@ class Server:
         for ws in pending:
             if ws in self._open and ws._transport is not None:
                 ws._transport.abort()
+        # From here on a handshake that completes late gets the 503 of a closing server:
+        # otherwise its handler would start after _close took its list, and be waited for.
+        self._draining = False
         await self._close(close_connections=True)
 
     async def _close(self, close_connections: bool) -> None:
@@ -668,6 +677,13 @@ class Server:
     async def wait_closed(self) -> None:
         """Wait until the server is closed: after :meth:`close` and every handler are done."""
         await self._closed.wait()
+
+
+def _is_close_code(code: int) -> bool:
+    """Whether an endpoint may send ``code`` in a close frame (RFC 6455 section 7.4)."""
+    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014) or (
+        3000 <= code <= 4999
+    )
 
 
 def _is_async_callable(func: object) -> bool:

@@ -299,6 +299,20 @@ class TestBursts:
             assert len(writes) == 1
 
 
+class TestHeldBursts:
+    async def test_a_burst_counts_against_the_buffer_bound(self) -> None:
+        """Frames queued in one turn count toward max_buffered before any is written: a burst
+        far over the bound is cut by the overflow policy, not queued whole."""
+        recorder = Recorder()
+        app = _rooms(recorder, max_buffered=16 * 1024, overflow="drop")
+        async with serving(app) as server, connect(url(server, "/room/a"), compression=None):
+            session = await recorder.next_open()
+            for _ in range(200):
+                app.broker.publish_nowait("a", b"x" * 1024, text=True)
+            assert 0 < session.dropped < 200
+            assert session.dropped >= 200 - 17  # about 16 KiB of it was taken
+
+
 class TestSlowConsumers:
     """A client that does not read fills its own buffer only; its overflow policy applies
     while the others get every message."""

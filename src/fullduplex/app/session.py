@@ -55,6 +55,7 @@ class Session:
         "_config",
         "_dropped",
         "_groups",
+        "_held",
         "_idle_handle",
         "_last_active",
         "_query",
@@ -96,6 +97,7 @@ class Session:
         self._closing = False
         self._closer: asyncio.Task[None] | None = None
         self._sent: CloseReason | None = None
+        self._held = 0
         self._dropped = 0
         self._idle_handle: Deadline | None = None
         self._last_active = 0.0
@@ -204,12 +206,15 @@ class Session:
         if self._closing:
             return False
         ws = self._ws
-        buffered = ws.buffered_amount
+        # Frames queued but not written yet (see GroupRegistry.dispatch) count too.
+        buffered = ws.buffered_amount + self._held
         # An empty buffer always takes one message, so that a message larger than the bound
         # still reaches a reader that keeps up.
         if buffered and buffered + size > self._config.max_buffered:
             self._overflowed()
             return False
+        if hold and frame is not None and not self._compressed:
+            self._held += size
         return self._write(frame, message, hold)
 
     def _write(self, frame: bytes | None, message: str | bytes, hold: bool = False) -> bool:
@@ -230,6 +235,7 @@ class Session:
 
     def _flush(self) -> None:
         """Write what broadcasts queued on the connection (see GroupRegistry.dispatch)."""
+        self._held = 0
         self._ws.flush()
 
     def _overflowed(self) -> None:

@@ -201,7 +201,12 @@ class PubSubLink:
                 else:
                     await pubsub.subscribe(self.probe_channel)
                 self._pending.clear()
-                await self._subscribe(pubsub, list(self.groups))
+                # Groups added while these subscribe (each an await) must be caught too:
+                # add() leaves them to us while _pubsub is None.
+                subscribed: set[str] = set()
+                while missing := [group for group in self.groups if group not in subscribed]:
+                    await self._subscribe(pubsub, missing)
+                    subscribed.update(missing)
                 self._pubsub = pubsub
                 self._reader = asyncio.get_running_loop().create_task(self._read(pubsub))
                 await self._reader

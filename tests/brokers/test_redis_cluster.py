@@ -246,5 +246,7 @@ class TestFailover:
                 assert member.offsets == list(range(1, 21))
                 assert gaps == []
                 assert a.broker.stats()["reconnects"] >= 1
+                # Ready again: the dead master's link is dropped, not reported down for ever.
+                await eventually(lambda: a.broker.health() is None, timeout=10)
                 await member.close()
                 await talker.close()

@@ -285,7 +285,7 @@ class App:
                 (
                     "fullduplex_connections",
                     "Open sessions, by endpoint.",
-                    f'endpoint="{template}"',
+                    'endpoint="{}"'.format(template.replace("\\", "\\\\").replace('"', '\\"')),
                     len(members) if members else 0,
                 )
             )

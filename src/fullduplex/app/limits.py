@@ -6,11 +6,12 @@
 
     app = App(limits=Limits(max_connections=10_000, max_per_ip=20, rate=200, burst=400))
 
-Each check runs on the request head, before the 101, in this order: the accept rate (a token
-bucket: ``rate`` new connections per second, bursts of ``burst``; **429**), the connections of
-this process (``max_connections``; **503**), of one client address (``max_per_ip``; **429**)
-and of one user (``max_per_user``, the user named by the ``user`` hook from the request, e.g.
-a token's subject; **429**). Every refusal carries ``Retry-After`` and a one-line reason. A
+Each check runs on the request head, before the 101, in this order: the connections of this
+process (``max_connections``; **503**), of one client address (``max_per_ip``; **429**), of
+one user (``max_per_user``, the user named by the ``user`` hook from the request, e.g. a
+token's subject; **429**), and last the accept rate (a token bucket: ``rate`` new connections
+per second, bursts of ``burst``; **429**), so that a request refused otherwise spends no
+token. Every refusal carries ``Retry-After`` and a one-line reason. A
 connection counts from its admission until its TCP connection is gone, so handshakes in
 flight count too.
 
@@ -122,8 +123,6 @@ class Admission:
         """Refuse the request (the Response to send), or count the connection in (None) until
         ``ws`` is closed."""
         limits = self.limits
-        if limits.rate is not None and not self._take_token():
-            return self._refuse(429, "too many new connections: slow down", "rate")
         if limits.max_connections is not None and self._open >= limits.max_connections:
             return self._refuse(503, "the server is at capacity", "capacity")
         address = self.client_address(ws, request)
@@ -136,6 +135,9 @@ class Admission:
             and self._by_user.get(user, 0) >= limits.max_per_user
         ):
             return self._refuse(429, "too many connections for this user", "per_user")
+        # Last: a request refused for another reason spends no token.
+        if limits.rate is not None and not self._take_token():
+            return self._refuse(429, "too many new connections: slow down", "rate")
         self._open += 1
         self._by_ip[address] = self._by_ip.get(address, 0) + 1
         if user is not None:

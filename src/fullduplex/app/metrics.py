@@ -233,7 +233,7 @@ class Metrics:
             for name, help_text, labels, reading in read():
                 entry = gauges.setdefault(name, (help_text, []))
                 braces = f"{{{labels}}}" if labels else ""
-                entry[1].append(f"{name}{braces} {reading:g}")
+                entry[1].append(f"{name}{braces} {_number(reading)}")
         for name, (help_text, samples) in gauges.items():
             family(name, "gauge", help_text, samples)
         if broker is not None:
@@ -251,6 +251,11 @@ _BROKER_GAUGES = {
     "groups": "Groups this process is subscribed to.",
     "connections": "The broker's pub/sub connections.",
 }
+
+
+def _number(value: float) -> str:
+    """A sample value in full (``:g`` would print 1.23457e+06 for 1234567)."""
+    return str(value) if isinstance(value, int) else repr(float(value))
 
 
 def _escape(value: str) -> str:

@@ -160,6 +160,7 @@ class RedisBroker(Broker):
         self._unsubscribe_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._failing = False
+        self._duplicates_before = 0  # those of the groups no longer subscribed
         self._counters = dict.fromkeys(
             (
                 "published",
@@ -352,11 +353,16 @@ class RedisBroker(Broker):
             channel.link = link
             channel.confirmed = False
             link.add(group)
-        for name, link in self._links.items():
+        for name, link in list(self._links.items()):
             # After a failover or a resharding, a link's probe slot may have moved too.
             tag = self._probe_tag_if_owned(name)
             if tag is not None:
                 link.probe_channel = wire.probe_channel(self.node_id, tag).encode()
+            elif not link.groups:
+                # Its node owns no slot any more (a failed master, a drained one): drop it,
+                # or it would reconnect for ever and health() would report it down.
+                del self._links[name]
+                self._spawn(link.close())
 
     def _probe_tag_if_owned(self, name: str) -> str | None:
         try:
@@ -443,6 +449,7 @@ class RedisBroker(Broker):
             channel = self._channels.pop(group, None)
             if channel is None:
                 continue
+            self._duplicates_before += channel.sequencer.duplicates  # keep the total monotonic
             if not channel.ready.done():
                 channel.ready.cancel()
             if channel.link is not None:
@@ -778,6 +785,8 @@ class RedisBroker(Broker):
         stale = 2 * self.probe_interval + self.probe_timeout
         now = time.monotonic()
         for link in self._links.values():
+            if self.cluster and not link.groups:
+                continue  # a master with none of this process's groups does not matter
             if not link.connected:
                 return f"the Redis pub/sub connection to {link.name} is down"
             if now - link.alive_at > stale:
@@ -795,7 +804,9 @@ class RedisBroker(Broker):
         ``moved`` (groups that followed their slot to another cluster master), ``malformed``;
         and ``groups`` (subscribed now) and ``connections`` (pub/sub connections now)."""
         counters = dict(self._counters)
-        counters["duplicates"] = sum(c.sequencer.duplicates for c in self._channels.values())
+        counters["duplicates"] = self._duplicates_before + sum(
+            c.sequencer.duplicates for c in self._channels.values()
+        )
         counters["groups"] = len(self._channels)
         counters["connections"] = len(self._links)
         return counters

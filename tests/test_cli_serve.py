@@ -106,6 +106,11 @@ class TestServe:
             proc.terminate()
             assert await asyncio.to_thread(proc.wait, seconds(10)) == 0
 
+    def test_app_options_refused_with_asgi(self, capsys: pytest.CaptureFixture[str]) -> None:
+        spec = "tests.app.sample_app:app"
+        assert main(["serve", spec, "--asgi", "--health", "--max-connections", "3"]) == 2
+        assert "--health, --max-connections: for a fullduplex App" in capsys.readouterr().err
+
     def test_bad_limit(self, capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["serve", "tests.app.sample_app:app", "--accept-rate", "0"]) == 2
         assert "rate must be positive" in capsys.readouterr().err

@@ -194,6 +194,20 @@ def _server_factory(args: argparse.Namespace) -> Callable[..., Server] | str:
     except (ImportError, AttributeError) as exc:
         return f"cannot load {args.app}: {exc}"
     if getattr(args, "asgi", False):
+        app_only = [
+            option
+            for option, given in (
+                ("--health", getattr(args, "health", False)),
+                ("--metrics", getattr(args, "metrics", False)),
+                ("--max-connections", getattr(args, "max_connections", None)),
+                ("--max-per-ip", getattr(args, "max_per_ip", None)),
+                ("--accept-rate", getattr(args, "accept_rate", None)),
+            )
+            if given
+        ]
+        if app_only:
+            # They configure a fullduplex App; an ASGI application has its own ways.
+            return f"{', '.join(app_only)}: for a fullduplex App, not with --asgi"
         return _asgi_factory(args, app)
     if not isinstance(app, App):
         return f"{args.app} is a {type(app).__name__}, not a fullduplex.app.App"

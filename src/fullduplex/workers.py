@@ -266,7 +266,7 @@ class Supervisor:
                 os.read(wake_r, 512)
             if reloads and self._announced:
                 reloads.clear()
-                self._reload()
+                self._reload(wake_r, received)
                 continue
             if changes_r is not None and changes_r in ready:
                 if not os.read(changes_r, 512):  # the watcher thread failed and ended
@@ -310,23 +310,34 @@ class Supervisor:
         _logger.info("started worker %s", process.pid)
         return worker
 
-    def _reload(self) -> None:
-        """Replace every worker, slot by slot: the new one first, then the old one drains."""
+    def _reload(self, wake_r: int, received: list[int]) -> None:
+        """Replace every worker, slot by slot: the new one first, then the old one drains.
+
+        A stop signal meanwhile ends the reload (the caller then stops everything)."""
         _logger.warning("SIGHUP: replacing the workers one by one")
         for old in list(self._running):
+            if old not in self._running:
+                continue  # it died meanwhile (reaped below, by the main loop)
             new = self._start(old.slot)
-            if not self._wait_ready(new):
+            if not self._wait_ready(new, wake_r, received):
                 _logger.error("a new worker did not start: the old ones go on")
                 return
             self._running.remove(old)
             self._retire(old)
         _logger.warning("reloaded: %d new workers", len(self._running))
 
-    def _wait_ready(self, worker: _Worker) -> bool:
+    def _wait_ready(self, worker: _Worker, wake_r: int, received: list[int]) -> bool:
         deadline = time.monotonic() + self.startup_timeout
         while True:
             left = deadline - time.monotonic()
-            ready = wait([worker.conn, worker.process.sentinel], max(0.0, left))
+            ready = wait([worker.conn, worker.process.sentinel, wake_r], max(0.0, left))
+            self._reap_retired()  # the retiring ones still get killed on time
+            if wake_r in ready:
+                os.read(wake_r, 512)
+                if received:
+                    self._running.remove(worker)
+                    self._retire(worker)
+                    return False
             if worker.conn in ready:
                 with contextlib.suppress(EOFError, OSError):
                     worker.conn.recv()

@@ -12,7 +12,9 @@
     # uvicorn mymodule:asgi_app   |   hypercorn   |   granian --interface asgi   |   daphne
     # Starlette(routes=[Mount("/ws", app=asgi_app)])
 
-The same endpoints, codecs, limits, groups and GET/static routes run under any ASGI server:
+The same endpoints, codecs, message size limits, groups and GET/static routes run under any
+ASGI server (the admission :class:`~fullduplex.app.limits.Limits` are not applied there: the
+ASGI server admits connections):
 
 * ``websocket`` scopes are routed on the path below ``root_path`` (so a ``Mount("/ws", ...)``
   in Starlette or FastAPI works with either meaning of ``path``: the full path since Starlette

@@ -8,11 +8,12 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import fullduplex
+from fullduplex.app import App
 from fullduplex.asyncio.connection import WebSocket
 from tests.helpers import seconds
 
@@ -139,3 +140,21 @@ def server_process(
                 process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(*apps: App) -> AsyncIterator[list[int]]:
+    """Serve every app on a free port; yield the ports."""
+    async with contextlib.AsyncExitStack() as stack:
+        ports = []
+        for app in apps:
+            server = await stack.enter_async_context(app.serve("127.0.0.1", 0))
+            ports.append(server.port)
+        yield ports
+
+
+async def eventually(check: Callable[[], object], timeout: float = 10) -> None:
+    """Wait until ``check()`` is true (``timeout`` in test units)."""
+    async with asyncio.timeout(seconds(timeout)):
+        while not check():
+            await asyncio.sleep(0.02)

@@ -10,7 +10,6 @@ import itertools
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -18,7 +17,7 @@ import redis
 from fullduplex.app import App
 from fullduplex.brokers import Gap, Position, Publisher, RedisBroker, wire
 from fullduplex.exceptions import BrokerError
-from tests.brokers.clients import join, server_process
+from tests.brokers.clients import eventually, join, server_process, serving
 from tests.brokers.redis_servers import RedisServer, Relay
 from tests.brokers.room_app import build, stamp_text
 from tests.helpers import seconds
@@ -28,24 +27,6 @@ def node(url: str, gaps: list[Gap] | None = None, **options: float) -> App:
     """One server node of the room app on ``url``."""
     app = App(broker=RedisBroker(url, **options), on_gap=None if gaps is None else gaps.append)
     return build(app)
-
-
-@contextlib.asynccontextmanager
-async def serving(*apps: App) -> AsyncIterator[list[int]]:
-    """Serve every app on a free port; yield the ports."""
-    async with contextlib.AsyncExitStack() as stack:
-        ports = []
-        for app in apps:
-            server = await stack.enter_async_context(app.serve("127.0.0.1", 0))
-            ports.append(server.port)
-        yield ports
-
-
-async def eventually(check: object, timeout: float = 10) -> None:
-    """Wait until ``check()`` is true (``timeout`` in test units)."""
-    async with asyncio.timeout(seconds(timeout)):
-        while not check():  # type: ignore[operator]
-            await asyncio.sleep(0.02)
 
 
 def gap_free(offsets: list[int]) -> bool:

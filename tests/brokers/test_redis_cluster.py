@@ -4,9 +4,7 @@ master, broadcast and recovery across nodes, groups spread over the slots, slot 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import redis
 from redis.crc import key_slot
@@ -14,7 +12,7 @@ from redis.crc import key_slot
 from fullduplex.app import App
 from fullduplex.brokers import Gap, Publisher, RedisBroker, broker_from_url, wire
 from fullduplex.exceptions import BrokerError
-from tests.brokers.clients import join
+from tests.brokers.clients import eventually, join, serving
 from tests.brokers.redis_servers import RedisCluster
 from tests.brokers.room_app import build
 from tests.helpers import seconds
@@ -28,22 +26,6 @@ def node(cluster: RedisCluster, gaps: list[Gap] | None = None, **options: float)
     """One server node of the room app on the cluster."""
     broker = RedisBroker(cluster_url(cluster), **options)
     return build(App(broker=broker, on_gap=None if gaps is None else gaps.append))
-
-
-@contextlib.asynccontextmanager
-async def serving(*apps: App) -> AsyncIterator[list[int]]:
-    async with contextlib.AsyncExitStack() as stack:
-        ports = []
-        for app in apps:
-            server = await stack.enter_async_context(app.serve("127.0.0.1", 0))
-            ports.append(server.port)
-        yield ports
-
-
-async def eventually(check: object, timeout: float = 10) -> None:
-    async with asyncio.timeout(seconds(timeout)):
-        while not check():  # type: ignore[operator]
-            await asyncio.sleep(0.02)
 
 
 def rooms_on_every_master(cluster: RedisCluster, count: int) -> list[str]:

@@ -46,7 +46,7 @@ from .endpoint import Endpoint, EndpointConfig, FunctionEndpoint, MessageHandler
 from .groups import Group, GroupRegistry
 from .http import HTTP, RouteHandler, response
 from .limits import Admission, Limits
-from .metrics import Metrics
+from .metrics import Metrics, escape_label
 from .routing import Route, Router
 from .session import Session
 
@@ -285,7 +285,7 @@ class App:
                 (
                     "fullduplex_connections",
                     "Open sessions, by endpoint.",
-                    'endpoint="{}"'.format(template.replace("\\", "\\\\").replace('"', '\\"')),
+                    f'endpoint="{escape_label(template)}"',
                     len(members) if members else 0,
                 )
             )

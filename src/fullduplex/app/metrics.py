@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..brokers.base import Broker
 
-__all__ = ["FANOUT_BUCKETS", "Histogram", "Metrics", "code_label"]
+__all__ = ["FANOUT_BUCKETS", "Histogram", "Metrics", "code_label", "escape_label"]
 
 FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 """Upper bounds (seconds) of the broadcast fan-out histogram's buckets."""
@@ -167,7 +167,7 @@ class Metrics:
             "counter",
             "Sessions opened, by endpoint.",
             (
-                f'fullduplex_sessions_opened_total{{endpoint="{_escape(e)}"}} {n}'
+                f'fullduplex_sessions_opened_total{{endpoint="{escape_label(e)}"}} {n}'
                 for e, n in sorted(self.opened.items())
             ),
         )
@@ -258,5 +258,6 @@ def _number(value: float) -> str:
     return str(value) if isinstance(value, int) else repr(float(value))
 
 
-def _escape(value: str) -> str:
+def escape_label(value: str) -> str:
+    """A label value as the text format wants it (backslash, quote and newline escaped)."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -37,6 +37,7 @@ from typing import Any, cast
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..protocol.connection import Connection, Role
 from ..protocol.deflate import deflate_options
+from ..protocol.frames import is_valid_close_code
 from ..protocol.handshake import Request, Response, ServerHandshake
 from .connection import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -606,7 +607,7 @@ class Server:
         Raises:
             ValueError: ``code`` is not one an endpoint may send.
         """
-        if not _is_close_code(code):
+        if not is_valid_close_code(code):
             raise ValueError(f"{code} is not a close code an endpoint may send")
         self._closing = True
         if self._close_task is None:
@@ -677,13 +678,6 @@ class Server:
     async def wait_closed(self) -> None:
         """Wait until the server is closed: after :meth:`close` and every handler are done."""
         await self._closed.wait()
-
-
-def _is_close_code(code: int) -> bool:
-    """Whether an endpoint may send ``code`` in a close frame (RFC 6455 section 7.4)."""
-    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014) or (
-        3000 <= code <= 4999
-    )
 
 
 def _is_async_callable(func: object) -> bool:

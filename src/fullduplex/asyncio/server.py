@@ -645,9 +645,6 @@ class Server:
         for ws in pending:
             if ws in self._open and ws._transport is not None:
                 ws._transport.abort()
-        # From here on a handshake that completes late gets the 503 of a closing server:
-        # otherwise its handler would start after _close took its list, and be waited for.
-        self._draining = False
         await self._close(close_connections=True)
 
     async def _close(self, close_connections: bool) -> None:
@@ -663,8 +660,23 @@ class Server:
                 await asyncio.gather(*closing, return_exceptions=True)
         # Handlers see ConnectionClosed and return; wait for them so that nothing outlives
         # the server.
+        late: set[ServerWebSocket] = set()
+        closing_late: list[asyncio.Task[None]] = []
         while self._tasks:
-            await asyncio.wait(list(self._tasks))
+            await asyncio.wait(list(self._tasks), timeout=_DRAIN_TICK if self._draining else None)
+            # While draining, a handshake already under way still opens (its client reached
+            # this process before the listener closed): close it too, rather than refuse it
+            # or wait for its handler for ever.
+            for ws in list(self._open) if self._draining else ():
+                if ws not in late:
+                    late.add(ws)
+                    closing_late.append(
+                        asyncio.get_running_loop().create_task(
+                            ws.close(1001, "server shutting down")
+                        )
+                    )
+        if closing_late:
+            await asyncio.gather(*closing_late, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
         if self._on_closed is not None:

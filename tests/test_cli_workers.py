@@ -206,6 +206,7 @@ class TestWorkers:
             assert len(before) == 2
             outcomes = {"ok": 0, "drained": 0, "refused": 0}
             seen: list[str] = []
+            refusals: list[str] = []
             stop = threading.Event()
 
             def keep_asking() -> None:
@@ -218,8 +219,9 @@ class TestWorkers:
                         outcomes["ok"] += 1
                     except ConnectionClosed:
                         outcomes["drained"] += 1
-                    except (OSError, InvalidHandshake):
+                    except (OSError, InvalidHandshake) as exc:
                         outcomes["refused"] += 1
+                        refusals.append(repr(exc))
 
             asker = threading.Thread(target=keep_asking)
             asker.start()
@@ -235,7 +237,7 @@ class TestWorkers:
                 stop.set()
                 asker.join()
             assert len(set(seen) - before) == 2
-            assert outcomes["refused"] == 0, outcomes
+            assert outcomes["refused"] == 0, (outcomes, refusals)
             assert outcomes["ok"] > 20, outcomes
             assert server.stop() == 0
 

@@ -293,8 +293,10 @@ async def _serve_until_signal(
         async with make() as server:
             on_listening(server)
             await stop
-            if drain > 0 or drain_code != 1001:
-                await server.drain(drain, code=drain_code, timeout=drain + _DRAIN_GRACE)
+            # A drain even when it is not spread: a handshake already under way opens and is
+            # closed with the rest (a 503 or a reset there is a refused connection to a
+            # client that a sibling on the same port would have served).
+            await server.drain(drain, code=drain_code, timeout=drain + _DRAIN_GRACE)
             # Leaving the block closes the server: 1001 to every client, handlers awaited.
     finally:
         for signum in signals:

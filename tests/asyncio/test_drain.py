@@ -12,7 +12,7 @@ from fullduplex.asyncio.client import connect
 from fullduplex.asyncio.connection import WebSocket
 from fullduplex.asyncio.server import serve
 from tests.app.utils import http_get
-from tests.asyncio.utils import RawClient
+from tests.asyncio.utils import RawClient, until
 from tests.helpers import seconds
 
 
@@ -119,7 +119,10 @@ async def test_reconnections_spread_onto_a_sibling() -> None:
             windows = [0] * 20
             for at in reconnected_at:
                 windows[min(19, int((at - started) / 0.2))] += 1
-            assert max(windows) <= 1.5 * 600 / 10 + 10, windows  # ~60 per window, not 600
+            # ~60 per window, not 600 in one: spread, not a storm. Loose bounds, since a busy
+            # machine may stall the loop and merge two or three batches into one window.
+            assert max(windows) <= 600 // 3, windows
+            assert sum(1 for count in windows if count) >= 5, windows
             for ws in clients:
                 await ws.close()
 
@@ -137,6 +140,48 @@ async def test_a_handshake_that_completes_late_does_not_hold_the_drain() -> None
         await asyncio.sleep(0.05)  # the request is in, its process_request under way
         await asyncio.wait_for(server.drain(0, timeout=1), seconds(5))
         assert (await raw.reader.read()).startswith(b"HTTP/1.1 101")
+        await raw.close()
+
+
+async def test_a_client_accepted_before_its_request_opens_and_is_closed() -> None:
+    """A client this process accepted just before the listener closed reached it, not a
+    sibling: its request, sent during the drain, opens and is closed with the drain's code
+    (a reset there was a refused connection during a zero-downtime reload)."""
+    async with serve(echo, "127.0.0.1", 0) as server:
+        raw = await RawClient.open(server.port)
+        await until(lambda: len(server._protocols) == 1)  # accepted, no request yet
+        drained = asyncio.ensure_future(server.drain(0, code=1012, timeout=seconds(5)))
+        await asyncio.sleep(0.2)
+        assert not drained.done()  # the drain waits for it
+        status, _, _ = await raw.http(RawClient.request())
+        assert status == 101
+        frame = await raw.read_frame()
+        assert frame.payload[:2] == (1001).to_bytes(2, "big")  # closed with the late ones
+        raw.send_frame(0x8, frame.payload[:2])
+        assert await raw.read_until_eof() == b""  # the server ends TCP; the client follows
+        await raw.close()
+        await asyncio.wait_for(drained, seconds(5))
+
+
+async def test_a_client_that_never_sends_its_request_is_cut_at_the_drain_deadline() -> None:
+    async with serve(echo, "127.0.0.1", 0, open_timeout=None) as server:
+        raw = await RawClient.open(server.port)
+        await until(lambda: len(server._protocols) == 1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(server.drain(0, timeout=0.5), seconds(5))
+        assert loop.time() - started >= 0.4  # waited for its request until the deadline
+        assert await raw.read_until_eof() == b""
+        await raw.close()
+
+
+async def test_close_drops_a_client_that_sent_no_request() -> None:
+    """close(), unlike a drain, does not wait for requests still to come."""
+    async with serve(echo, "127.0.0.1", 0, open_timeout=None) as server:
+        raw = await RawClient.open(server.port)
+        await until(lambda: len(server._protocols) == 1)
+        await asyncio.wait_for(server.close(), seconds(2))
+        assert await raw.read_until_eof() == b""
         await raw.close()
 
 

@@ -451,8 +451,10 @@ class App:
                 if on_listening is not None:
                     on_listening(server)
                 await stop
-                if drain > 0 or drain_code != 1001:
-                    await server.drain(drain, code=drain_code, timeout=drain + 3.0)
+                # A drain even when it is not spread: a handshake already under way opens and is
+                # closed with the rest (a 503 or a reset there is a refused connection to a
+                # client that a sibling on the same port would have served).
+                await server.drain(drain, code=drain_code, timeout=drain + 3.0)
                 # Leaving the block closes the server: 1001 to every session, tasks awaited.
         finally:
             for signum in installed:

@@ -456,6 +456,7 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._draining = False
+        self._drain_deadline = 0.0
         self._close_task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
 
@@ -620,9 +621,9 @@ class Server:
     async def _drain(self, duration: float, code: int, reason: str, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        self._drain_deadline = deadline
         duration = min(duration, timeout)  # the timeout bounds the whole drain
-        if self._server is not None:
-            self._server.close()
+        await self._stop_listening()
         pending = list(self._open)
         batches = max(1, min(len(pending), math.ceil(duration / _DRAIN_TICK)))
         closing: list[asyncio.Task[None]] = []
@@ -647,26 +648,55 @@ class Server:
                 ws._transport.abort()
         await self._close(close_connections=True)
 
+    async def _stop_listening(self) -> None:
+        """Close the listening sockets without losing a connection already accepted.
+
+        asyncio accepts a connection in one turn of the loop and makes its transport in the
+        next; a server closed in between refuses to attach it (Python 3.11), and its client
+        is reset. So: stop accepting first, let the accepted ones attach, then close.
+        """
+        server = self._server
+        if server is None or not server.is_serving():
+            if server is not None:
+                server.close()
+            return
+        loop = asyncio.get_running_loop()
+        for sock in server.sockets:
+            loop.remove_reader(sock.fileno())
+        await asyncio.sleep(0)  # the transports of connections just accepted are made now
+        server.close()
+
+    def _handshaking(self) -> bool:
+        """Whether a connection has been accepted but has not sent its whole request yet."""
+        return any(ws._request is None and ws._transport is not None for ws in self._protocols)
+
     async def _close(self, close_connections: bool) -> None:
-        if self._server is not None:
-            self._server.close()
-        if close_connections:
+        await self._stop_listening()
+        if close_connections and not self._draining:
             for ws in list(self._protocols):
                 if ws._request is None and ws._transport is not None:
                     # Not even a request yet: nothing to tell this client.
                     ws._transport.close()
+        if close_connections:
             closing = [ws.close(1001, "server shutting down") for ws in list(self._open)]
             if closing:
                 await asyncio.gather(*closing, return_exceptions=True)
         # Handlers see ConnectionClosed and return; wait for them so that nothing outlives
-        # the server.
+        # the server. While draining, connections accepted before the listener closed reached
+        # this process rather than a sibling: each may still send its request, open, and be
+        # closed with the rest (up to the drain's deadline), rather than be refused.
+        loop = asyncio.get_running_loop()
         late: set[ServerWebSocket] = set()
         closing_late: list[asyncio.Task[None]] = []
-        while self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=_DRAIN_TICK if self._draining else None)
-            # While draining, a handshake already under way still opens (its client reached
-            # this process before the listener closed): close it too, rather than refuse it
-            # or wait for its handler for ever.
+        while self._tasks or (
+            self._draining and self._handshaking() and loop.time() < self._drain_deadline
+        ):
+            if self._tasks:
+                await asyncio.wait(
+                    list(self._tasks), timeout=_DRAIN_TICK if self._draining else None
+                )
+            else:
+                await asyncio.sleep(_DRAIN_TICK / 10)
             for ws in list(self._open) if self._draining else ():
                 if ws not in late:
                     late.add(ws)
@@ -675,6 +705,9 @@ class Server:
                             ws.close(1001, "server shutting down")
                         )
                     )
+        for ws in list(self._protocols) if self._draining else ():
+            if ws._request is None and ws._transport is not None:
+                ws._transport.abort()  # still no request at the drain's deadline
         if closing_late:
             await asyncio.gather(*closing_late, return_exceptions=True)
         if self._server is not None:

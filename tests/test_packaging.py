@@ -222,12 +222,13 @@ class TestDistributions:
 def installs(
     artefacts: Artefacts, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, tuple[Path, subprocess.CompletedProcess[str]]]]:
-    """Four installs, in parallel: the wheel; the sdist with a compiler, without one, and
-    without one where the build is required."""
+    """Five installs, in parallel: the wheel; the sdist with a compiler, with one but told to
+    skip the build, without one, and without one where the build is required."""
     base = tmp_path_factory.mktemp("venvs")
     plans = {
         "wheel": (artefacts.wheel, {}),
         "sdist": (artefacts.sdist, {}),
+        "skipped": (artefacts.sdist, {"FULLDUPLEX_BUILD_EXTENSION": "no"}),
         "no-compiler": (artefacts.sdist, {"CC": "/nonexistent/gcc"}),
         "required": (
             artefacts.sdist,
@@ -263,6 +264,16 @@ class TestInstall:
         assert WARNING not in result.stdout + result.stderr
         data = _round_trip(python, python.parent)
         assert str(data["frames"]).endswith(".so")
+
+    def test_sdist_told_to_skip_the_build_is_pure_python_without_a_warning(
+        self, installs: dict[str, tuple[Path, subprocess.CompletedProcess[str]]]
+    ) -> None:
+        python, result = installs["skipped"]
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert WARNING not in result.stdout + result.stderr  # asked for: nothing to warn of
+        data = _round_trip(python, python.parent)
+        assert str(data["frames"]).endswith("frames.py")
+        assert not list(Path(str(data["package"])).parent.rglob("*.so"))
 
     def test_sdist_without_compiler_falls_back_with_one_warning(
         self, installs: dict[str, tuple[Path, subprocess.CompletedProcess[str]]]

@@ -5,14 +5,11 @@ temporary directory. The configuration each proxy runs is exactly what the comma
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
+import os
+import re
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,35 +18,20 @@ import fullduplex
 from fullduplex.app import App, Session
 from fullduplex.exceptions import ConnectionClosed
 from fullduplex.proxy_config import ProxyOptions, apache, nginx
+from tests.conformance.conftest import NGINX_DEVIATIONS
 from tests.helpers import seconds
+from tests.reverse_proxies import (
+    APACHE,
+    MODULES,
+    NGINX,
+    apache_in_front,
+    free_port,
+    nginx_in_front,
+)
 from tests.static.app_thread import AppThread
-
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
-MODULES = Path("/usr/lib/apache2/modules")
 
 # Missing proxies fail loudly (make test installs them): no silent skip.
 pytestmark = pytest.mark.proxy
-
-
-def free_port() -> int:
-    """A free loopback port (closed again: a short race, acceptable for a test)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def proxy_config(*args: str) -> str:
-    """What ``python -m fullduplex proxy-config ARGS`` prints."""
-    done = subprocess.run(
-        [sys.executable, "-m", "fullduplex", "proxy-config", *args],
-        capture_output=True,
-        text=True,
-        timeout=seconds(30),
-        check=True,
-    )
-    return done.stdout
 
 
 def echo_app() -> App:
@@ -61,78 +43,6 @@ def echo_app() -> App:
         return message
 
     return app
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
-    """Wait until something accepts on ``port`` (bounded), or fail with the proxy's output."""
-    deadline = time.monotonic() + seconds(15)
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise AssertionError(f"{what} exited with {proc.returncode}: {output}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not listen on {port}")
-
-
-@contextmanager
-def running(command: list[str], port: int, what: str) -> Iterator[None]:
-    """Run a proxy in the foreground until the block ends; then stop it (SIGTERM, then kill)."""
-    assert Path(command[0]).exists(), f"{command[0]} is missing: `make system-deps` installs it"
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_listening(port, proc, what)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(seconds(10))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-@contextmanager
-def nginx_in_front(tmp: Path, upstream: int, read_timeout: int = 75) -> Iterator[int]:
-    """nginx proxying /rt/ to 127.0.0.1:``upstream``, from the printed config; yields its port."""
-    port = free_port()
-    config = tmp / "nginx.conf"
-    config.write_text(
-        proxy_config(
-            "nginx",
-            f"--upstream=127.0.0.1:{upstream}",
-            "--path=/rt/",
-            f"--listen=127.0.0.1:{port}",
-            f"--read-timeout={read_timeout}",
-            f"--runtime-dir={tmp}",
-        )
-    )
-    command = [NGINX, "-p", str(tmp), "-c", str(config), "-g", "daemon off;"]
-    with running(command, port, "nginx"):
-        yield port
-
-
-@contextmanager
-def apache_in_front(tmp: Path, upstream: int) -> Iterator[int]:
-    """Apache httpd proxying /rt/ to 127.0.0.1:``upstream``, from the printed config."""
-    port = free_port()
-    config = tmp / "apache2.conf"
-    config.write_text(
-        proxy_config(
-            "apache",
-            f"--upstream=127.0.0.1:{upstream}",
-            "--path=/rt/",
-            f"--listen=127.0.0.1:{port}",
-            f"--runtime-dir={tmp}",
-            f"--modules-dir={MODULES}",
-        )
-    )
-    with running([APACHE, "-f", str(config), "-DFOREGROUND"], port, "apache2"):
-        yield port
 
 
 async def echo_through(port: int) -> list[str | bytes]:
@@ -198,6 +108,26 @@ def test_nginx_read_timeout_and_server_pings(tmp_path: Path) -> None:
             return list(await asyncio.gather(idle(pinged_port, 12), idle(silent_port, 12)))
 
         assert asyncio.run(both()) == ["still there", "cut while idle"]
+
+
+def test_conformance_suite_through_nginx() -> None:
+    """tests/conformance against ``fullduplex echo`` behind nginx: everything passes but
+    nginx's own deviations (NGINX_DEVIATIONS, strict xfails: an unexpected pass fails)."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/conformance"],
+        cwd=root,
+        env={**os.environ, "FULLDUPLEX_CONFORMANCE_TARGET": "nginx"},
+        capture_output=True,
+        text=True,
+        timeout=seconds(300),
+        check=False,  # judged below, with the output
+    )
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
+    assert done.returncode == 0, done.stdout[-4000:]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed is not None and int(passed[1]) > 300, summary
+    assert f"{len(NGINX_DEVIATIONS)} xfailed" in summary, summary
 
 
 def test_printed_configs_pass_the_proxies_own_checks(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 The suite targets ``python -m fullduplex echo`` by default. With
 ``FULLDUPLEX_CONFORMANCE_TARGET=websockets`` it targets a `websockets` echo server instead
-(tests/conformance/reference_server.py), which is how the suite itself is validated.
+(tests/conformance/reference_server.py), which is how the suite itself is validated; with
+``FULLDUPLEX_CONFORMANCE_TARGET=nginx`` it targets ``fullduplex echo`` behind a real nginx
+configured by ``fullduplex proxy-config`` (tests/test_proxy_config.py runs it that way).
 
 Every case carries ``@pytest.mark.case("<id>")`` (ids follow the Autobahn TestSuite numbering
 where a case has an Autobahn counterpart). A case listed in the deviations of the current
@@ -15,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -24,9 +27,11 @@ import pytest
 from tests.conformance.checks import Connect
 from tests.conformance.rawclient import RawClient
 from tests.helpers import echo_server_process, seconds
+from tests.reverse_proxies import nginx_in_front
 
 __all__ = [
     "EXPECTED_DEVIATIONS",
+    "NGINX_DEVIATIONS",
     "REFERENCE_DEVIATIONS",
     "TARGET",
     "server_process",
@@ -63,6 +68,16 @@ REFERENCE_DEVIATIONS: dict[str, str] = {
     "(RFC 6455 4.4 wants one, e.g. with 426)",
 }
 
+# What nginx in front changes: the configuration `fullduplex proxy-config nginx` prints (the
+# nginx documentation's) rewrites some requests or answers them itself. Facts about nginx.
+NGINX_DEVIATIONS: dict[str, str] = {
+    "H.8": "the Upgrade/Connection map sends 'Connection: upgrade' upstream whenever the "
+    "client sent Upgrade, so a request with 'Connection: keep-alive' is upgraded",
+    "H.10": "nginx answers a request without Host itself, with its HTML 400 page",
+    "H.14": "nginx speaks HTTP/1.1 upstream (proxy_http_version 1.1), so an HTTP/1.0 "
+    "upgrade request is upgraded",
+}
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the ``case`` marker (the project runs with --strict-markers)."""
@@ -71,7 +86,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the current target's deviations xfail(strict=True); refuse duplicate case ids."""
-    deviations = EXPECTED_DEVIATIONS if TARGET == "fullduplex" else REFERENCE_DEVIATIONS
+    deviations = {
+        "fullduplex": EXPECTED_DEVIATIONS,
+        "nginx": NGINX_DEVIATIONS,
+    }.get(TARGET, REFERENCE_DEVIATIONS)
     seen: dict[str, str] = {}
     for item in items:
         marker = item.get_closest_marker("case")
@@ -116,10 +134,23 @@ def _reference_server_process(*args: str) -> Iterator[str]:
             proc.stdout.close()
 
 
+@contextmanager
+def _behind_nginx(*args: str) -> Iterator[str]:
+    """``fullduplex echo ARGS`` behind nginx (every path); yields the URL through nginx."""
+    with (
+        echo_server_process(*args) as url,
+        tempfile.TemporaryDirectory() as runtime,
+        nginx_in_front(Path(runtime), int(url.rpartition(":")[2]), path="/") as port,
+    ):
+        yield f"ws://127.0.0.1:{port}"
+
+
 def server_process(*args: str) -> AbstractContextManager[str]:
     """Start the echo server under test with CLI ``args``; yields its ws:// URL."""
     if TARGET == "fullduplex":
         return echo_server_process(*args)
+    if TARGET == "nginx":
+        return _behind_nginx(*args)
     if TARGET == "websockets":
         return _reference_server_process(*args)
     raise pytest.UsageError(f"unknown FULLDUPLEX_CONFORMANCE_TARGET {TARGET!r}")

@@ -604,7 +604,13 @@ class RawClient:
             self.sock.sendall(data)
             return
         for start in range(0, len(data), chunk_size):
-            self.sock.sendall(data[start : start + chunk_size])
+            try:
+                self.sock.sendall(data[start : start + chunk_size])
+            except (BrokenPipeError, ConnectionResetError):
+                # The server failed the connection before the last piece, as a strict one
+                # may (behind a proxy, that closes our side at once): what it sent before
+                # closing is still to be read, and the test's reads judge it.
+                return
             if pause:
                 time.sleep(pause)
 

@@ -417,6 +417,30 @@ def test_send_queue_policies(page: Page, server: AppThread) -> None:
     page.evaluate("() => [reject, dropoldest, dropnewest].forEach((c) => c.close())")
 
 
+def test_hundred_messages_sent_while_cut_arrive_once_in_order(
+    page: Page, server: AppThread
+) -> None:
+    """The connection is cut (the server stops); 100 messages sent meanwhile are queued, and
+    after the reconnection each reaches the server once, in order (echoed back once each)."""
+    page.evaluate(
+        """() => { window.q = record(new fd.FullDuplex("/echo",
+             { minDelay: 100, maxDelay: 200, queueSize: 100 })); }"""
+    )
+    wait_events(page, "open", 1, name="q")
+    server.stop()
+    wait_events(page, "close", 1, name="q")
+    sent = page.evaluate("() => [...Array(100).keys()].map((n) => q.send('q' + n))")
+    assert sent == [True] * 100
+    assert page.evaluate("() => q.queued") == 100
+    server.start()
+    wait_events(page, "message", 100, name="q", timeout=20)
+    page.wait_for_timeout(300)  # a duplicate, had one been sent, would have come back by now
+    received = [e["data"] for e in events(page, "q", "message")]
+    assert received == [f"q{n}" for n in range(100)]
+    assert page.evaluate("() => q.queued") == 0
+    page.evaluate("() => q.close()")
+
+
 def test_json_mode(page: Page) -> None:
     page.evaluate(
         """() => {

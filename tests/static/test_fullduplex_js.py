@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,24 +27,16 @@ from examples.chat import server as chat_server
 from playwright.sync_api import Browser, Page, sync_playwright
 
 import fullduplex
-from fullduplex.app import App, CloseReason, Endpoint, Session, response
+from fullduplex.app import App, CloseReason, response
 from fullduplex.app.script import CONTENT_TYPE
 from tests.examples.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers import seconds
 from tests.static.app_thread import AppThread
+from tests.static.js_app import Echo, make_app
 
 pytestmark = pytest.mark.browser
 
-# The module form, then the classic-script form (a global).
-MODULE_PAGE = """<!doctype html><meta charset="utf-8"><title>t</title>
-<script type="module">
-import * as fd from "/fullduplex.js";
-window.fd = fd;
-window.ready = true;
-</script>"""
-GLOBAL_PAGE = """<!doctype html><meta charset="utf-8"><title>g</title>
-<script src="/fullduplex-{version}.global.js"></script>
-<script>window.ready = typeof FullDuplex === "function";</script>"""
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 # In the page: `record(client)` keeps every event of a client, with its Date.now().
 RECORD = """() => {
@@ -60,37 +58,6 @@ window.record = (client) => {
 def ms(value: float) -> float:
     """A scaled timeout in milliseconds, as Playwright wants them."""
     return seconds(value) * 1000
-
-
-class Echo(Endpoint):
-    """Echoes; ``close:CODE:REASON`` makes the server close with that code."""
-
-    closes: list[CloseReason] = []  # shared on purpose: the tests read it
-
-    async def on_message(self, session: Session, message: Any) -> None:
-        if isinstance(message, str) and message.startswith("close:"):
-            _, code, reason = message.split(":", 2)
-            await session.close(int(code), reason)
-            return
-        await session.send(message)
-
-    async def on_close(self, session: Session, reason: CloseReason) -> None:
-        Echo.closes.append(reason)
-
-
-def make_app() -> App:
-    """The echo endpoint at /echo, the chat sample at /chat/{room}, and the two test pages."""
-    app = App()
-    app.endpoint("/echo")(Echo)
-    chat_server.register(app)
-    pages = {"/t.html": MODULE_PAGE, "/g.html": GLOBAL_PAGE.format(version=fullduplex.__version__)}
-    for path, page in pages.items():
-
-        def serve(request: Any, page: str = page) -> Any:
-            return response(200, page, content_type="text/html; charset=utf-8")
-
-        app.get(path)(serve)
-    return app
 
 
 @pytest.fixture(scope="module")
@@ -319,6 +286,73 @@ def test_reconnect_after_restart_is_jittered_and_bounded(page: Page, server: App
     assert len({round(g, -1) for g in gaps}) > 1, gaps
     assert events(page, kind="message")[0]["data"] == "after"
     page.evaluate("() => c.close()")
+
+
+SERVE = [sys.executable, "-m", "fullduplex", "serve", "tests.static.js_app:app"]
+
+
+@contextmanager
+def serving_process(port: int) -> Iterator[subprocess.Popen[str]]:
+    """``fullduplex serve tests.static.js_app:app`` on ``port`` in its own process."""
+    proc = subprocess.Popen(
+        [*SERVE, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "listening" in proc.stdout.readline()
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(seconds(10))
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_reconnect_after_kill_9_is_jittered_and_bounded(browser: Browser) -> None:
+    """The server process is killed (no close frame: 1006), then started again on the same
+    port: the page reconnects with a jittered backoff, never two attempts closer than the
+    minimum delay, and its next message goes through."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    min_delay = 250
+    page = browser.new_page()
+    page.set_default_timeout(ms(10))
+    try:
+        with serving_process(port) as first:
+            page.goto(f"http://127.0.0.1:{port}/t.html")
+            page.wait_for_function("() => window.ready === true")
+            page.evaluate(RECORD)
+            page.evaluate(
+                """(minDelay) => { window.c = record(new fd.FullDuplex("/echo",
+                     { minDelay, maxDelay: 1500 })); }""",
+                min_delay,
+            )
+            wait_events(page, "open", 1)
+            os.kill(first.pid, signal.SIGKILL)
+            wait_events(page, "close", 1)
+        time.sleep(3)
+        with serving_process(port):
+            wait_events(page, "open", 2, timeout=15)
+            page.evaluate("() => c.send('after the kill')")
+            wait_events(page, "message", 1)
+        log = events(page)
+    finally:
+        page.close()
+    closes = [e for e in log if e["type"] == "close"]
+    assert all(e["code"] == 1006 and e["willReconnect"] for e in closes), closes
+    attempts = [e["t"] for e in log if e["type"] == "connecting"][1:]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert min(gaps) >= min_delay - 5, gaps
+    assert all(
+        sum(1 for t in attempts if start <= t < start + min_delay) <= 2 for start in attempts
+    )
+    assert len({round(g, -1) for g in gaps}) > 1, gaps  # jittered, not one fixed step
+    assert [e["data"] for e in log if e["type"] == "message"] == ["after the kill"]
 
 
 def test_backoff_spreads_a_herd(page: Page) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
 
 import fullduplex
+from fullduplex.app import App, Endpoint, Session
+from fullduplex.asgi.server import serve_asgi
+from fullduplex.brokers import MemoryBroker
 from fullduplex.exceptions import ConnectionClosed, InvalidStatus
 from tests.asgi.servers import SERVERS, run_server
 from tests.helpers import seconds
@@ -223,3 +227,42 @@ class TestMountedInStarlette:
         assert await _http_get(mounted, "/") == (200, b"starlette home")
         status, body = await _http_get(mounted, "/ws/health")
         assert (status, json.loads(body)) == (200, {"status": "ok"})
+
+
+def _broadcast_app() -> App:
+    """An App with its own MemoryBroker: /room joins "room" and publishes what it receives
+    through the broker, the path of every message from another process (GroupRegistry.dispatch;
+    a local broadcast skips it)."""
+    app = App(broker=MemoryBroker())
+
+    @app.endpoint("/room")
+    class Room(Endpoint):
+        def on_open(self, session: Session) -> None:
+            session.join("room")
+
+        async def on_message(self, session: Session, message: str | bytes) -> None:
+            assert isinstance(message, str)
+            await app.broker.publish("room", message.encode(), text=True)
+
+    return app
+
+
+class TestBrokerDeliveryUnderASGI:
+    """Broker deliveries hold their frames for one flush per loop turn (GroupRegistry.dispatch);
+    the ASGI adapter must take that flush (it once raised AttributeError for each)."""
+
+    async def test_group_broadcasts_arrive_and_nothing_is_logged(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        async with serve_asgi(_broadcast_app().asgi(), "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.port}/room"
+            async with fullduplex.connect(url) as a, fullduplex.connect(url) as b:
+                # A burst: several deliveries in one loop turn, flushed together.
+                for i in range(20):
+                    await a.send(f"m{i}")
+                expected = [f"m{i}" for i in range(20)]
+                assert [await _recv(a) for _ in expected] == expected
+                assert [await _recv(b) for _ in expected] == expected
+        errors = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+        assert errors == [], [r.getMessage() for r in errors]

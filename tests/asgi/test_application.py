@@ -17,6 +17,8 @@ from fullduplex.asgi.server import serve_asgi
 from fullduplex.brokers import MemoryBroker
 from fullduplex.exceptions import ConnectionClosed, InvalidStatus
 from tests.asgi.servers import SERVERS, run_server
+from tests.brokers import conftest as broker_fixtures
+from tests.brokers.redis_servers import RedisServer
 from tests.helpers import seconds
 
 # What each server does not carry, found by this suite; the tests expect exactly that (a
@@ -266,3 +268,50 @@ class TestBrokerDeliveryUnderASGI:
                 assert [await _recv(b) for _ in expected] == expected
         errors = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
         assert errors == [], [r.getMessage() for r in errors]
+
+
+# The broker tests' redis-server fixture (a real process on a free port), shared rather than
+# copied; a module-level name makes pytest find it here.
+redis_server = broker_fixtures.redis_server
+
+
+async def _room_member(where: str, room: str) -> tuple[fullduplex.WebSocket, int]:
+    """A client of tests.asgi.workers_app's room, and the pid of the worker it reached."""
+    ws = await fullduplex.connect(f"ws://{where}/room/{room}")
+    hello = await _recv(ws)
+    assert isinstance(hello, str) and hello.startswith("pid "), hello
+    return ws, int(hello.split()[1])
+
+
+class TestGroupsAcrossUvicornWorkers:
+    """``uvicorn --workers 2`` with FULLDUPLEX_BROKER=redis://...: a room spans the workers."""
+
+    async def test_members_on_both_workers_get_every_broadcast(
+        self, redis_server: RedisServer
+    ) -> None:
+        env = {"FULLDUPLEX_BROKER": redis_server.url}
+        target = "tests.asgi.workers_app:asgi_app"
+        with run_server("uvicorn", target, "--workers", "2", env=env) as (where, _):
+            by_pid: dict[int, list[fullduplex.WebSocket]] = {}
+            opened: list[fullduplex.WebSocket] = []
+            try:
+                # The kernel hands each connection to one worker: open some at once until
+                # both workers hold members (bounded: 40 connections).
+                for _ in range(10):
+                    members = await asyncio.gather(*(_room_member(where, "r") for _ in range(4)))
+                    for ws, pid in members:
+                        opened.append(ws)
+                        by_pid.setdefault(pid, []).append(ws)
+                    if len(by_pid) == 2:
+                        break
+                assert len(by_pid) == 2, f"every connection reached one worker: {by_pid.keys()}"
+                senders = [sockets[0] for sockets in by_pid.values()]
+                for i, sender in enumerate(senders):
+                    await sender.send(f"from worker {i}")
+                expected = {f"from worker {i}" for i in range(len(senders))}
+                for ws in opened:
+                    got = {await _recv(ws) for _ in expected}
+                    assert got == expected
+            finally:
+                for ws in opened:
+                    await ws.close()

@@ -5,12 +5,14 @@ on ``fullduplex serve --asgi``, hostile headers, and SIGTERM's 1001 with a disco
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import socketio
 
 import fullduplex
 from fullduplex.asgi import Message, Receive, Scope, Send
@@ -221,6 +223,46 @@ class TestFrameworksOnAsgi:
                     await asyncio.wait_for(ws.recv(), seconds(5))
                 assert (info.value.code, info.value.reason) == (4000, "bye")
 
+    async def test_channels_consumer_with_in_memory_layer(self) -> None:
+        target = "tests.asgi.channels_app:application"
+        with run_server("fullduplex", target) as (where, _):
+            url = f"ws://{where}/chat/lobby/"
+            async with fullduplex.connect(url) as a, fullduplex.connect(url) as b:
+                await a.send("hello")
+                # Through the channel layer to every consumer of the room, the sender too.
+                for ws in (a, b):
+                    assert await asyncio.wait_for(ws.recv(), seconds(5)) == "chat_lobby: hello"
+
+    async def test_socketio_asgi_app_with_its_client(self) -> None:
+        with run_server("fullduplex", "tests.asgi.socketio_app:application") as (where, _):
+            clients = [socketio.AsyncClient(reconnection=False) for _ in range(2)]
+            inboxes: list[asyncio.Queue[tuple[str, Any]]] = []
+            for client in clients:
+                inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+                inboxes.append(inbox)
+                for event in ("echoed", "shouted"):
+                    client.on(event, functools.partial(_put, inbox, event))
+            try:
+                for client in clients:
+                    # Engine.IO's WebSocket transport only: its polling transport POSTs
+                    # request bodies, which serve_asgi does not take (see its docstring).
+                    await asyncio.wait_for(
+                        client.connect(f"http://{where}", transports=["websocket"]), seconds(10)
+                    )
+                    assert client.transport() == "websocket"
+                await clients[0].emit("echo", {"n": 1})
+                kind, data = await asyncio.wait_for(inboxes[0].get(), seconds(5))
+                assert (kind, data) == ("echoed", {"sid": clients[0].get_sid(), "data": {"n": 1}})
+                await clients[1].emit("shout", "all of you")
+                for inbox in inboxes:
+                    assert await asyncio.wait_for(inbox.get(), seconds(5)) == (
+                        "shouted",
+                        "all of you",
+                    )
+            finally:
+                for client in clients:
+                    await asyncio.wait_for(client.disconnect(), seconds(5))
+
     async def test_sigterm_closes_1001_and_exits(self) -> None:
         with run_server("fullduplex", "tests.asgi.apps:asgi_app") as (where, proc):
             async with fullduplex.connect(f"ws://{where}/life/sam") as ws:
@@ -230,6 +272,11 @@ class TestFrameworksOnAsgi:
                 assert info.value.code == 1001
             returncode = await asyncio.to_thread(proc.wait, seconds(10))
             assert returncode == 0
+
+
+async def _put(inbox: asyncio.Queue[tuple[str, Any]], event: str, data: Any) -> None:
+    """A socket.io client's handler: queue the event and its data for the test."""
+    await inbox.put((event, data))
 
 
 async def _wait_forever(scope: Scope, receive: Receive, send: Send) -> None:

@@ -8,7 +8,9 @@ import asyncio
 import functools
 import json
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -272,6 +274,48 @@ class TestFrameworksOnAsgi:
                 assert info.value.code == 1001
             returncode = await asyncio.to_thread(proc.wait, seconds(10))
             assert returncode == 0
+
+
+class TestShutdownOnAsgi:
+    """SIGTERM on ``fullduplex serve --asgi``: the drain's close code reaches the client and
+    the application, and an application that ignores its disconnect is cancelled on time."""
+
+    async def test_drain_code_1012_reaches_client_and_app(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        log = tmp_path / "events"
+        monkeypatch.setenv("STUBBORN_LOG", str(log))
+        target = "tests.asgi.frameworks:late_app"
+        with run_server("fullduplex", target, "--drain-code", "1012") as (where, proc):
+            async with fullduplex.connect(f"ws://{where}/", open_timeout=seconds(10)) as ws:
+                proc.send_signal(signal.SIGTERM)
+                with pytest.raises(ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), seconds(10))
+                assert info.value.code == 1012
+            returncode = await asyncio.to_thread(proc.wait, seconds(15))
+        assert returncode == 0
+        assert log.read_text() == "websocket.disconnect 1012\n"
+
+    async def test_app_ignoring_its_disconnect_does_not_hang_sigterm(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # stubborn_app never returns after its disconnect: only --drain-timeout (1 s here,
+        # 30 s by default) ends the shutdown, well before the test's own bound.
+        log = tmp_path / "events"
+        monkeypatch.setenv("STUBBORN_LOG", str(log))
+        target = "tests.asgi.frameworks:stubborn_app"
+        with run_server("fullduplex", target, "--drain-timeout", "1") as (where, proc):
+            async with fullduplex.connect(f"ws://{where}/") as ws:
+                started = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                with pytest.raises(ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), seconds(10))
+                assert info.value.code == 1001
+            returncode = await asyncio.to_thread(proc.wait, seconds(15))
+            elapsed = time.monotonic() - started
+        assert returncode == 0
+        assert elapsed < seconds(8)
+        assert log.read_text() == "websocket.disconnect 1001\n"
 
 
 async def _put(inbox: asyncio.Queue[tuple[str, Any]], event: str, data: Any) -> None:

@@ -1,5 +1,6 @@
 """fullduplex.asgi.application: one endpoint suite, run against the App under every ASGI
-server (real processes on 127.0.0.1), and mounted at /ws inside Starlette."""
+server (real processes on 127.0.0.1), mounted at /ws inside Starlette and FastAPI, and
+groups through a broker (in one process, and across uvicorn workers through Redis)."""
 
 from __future__ import annotations
 
@@ -202,32 +203,39 @@ class TestEndpointSuite:
         assert status == 404
 
 
-@pytest.fixture(scope="module")
-def mounted() -> Iterator[str]:
-    """host:port of Starlette with the App mounted at /ws, under uvicorn."""
-    with run_server("uvicorn", "tests.asgi.apps:starlette_app") as (where, _):
-        yield where
+MOUNTED = {"starlette": "starlette home", "fastapi": "fastapi home"}
+"""The frameworks the App is mounted in, and what their own route at / answers."""
 
 
-class TestMountedInStarlette:
-    """``Mount("/ws", app=app.asgi())``: clients use /ws/..., endpoints see their own path."""
+@pytest.fixture(scope="module", params=sorted(MOUNTED))
+def mounted(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(framework, host:port) of Starlette or FastAPI with the App mounted at /ws, under
+    uvicorn."""
+    with run_server("uvicorn", f"tests.asgi.apps:{request.param}_app") as (where, _):
+        yield request.param, where
 
-    async def test_endpoint_below_the_mount(self, mounted: str) -> None:
-        async with fullduplex.connect(f"ws://{mounted}/ws/life/erin?q=2") as ws:
+
+class TestMounted:
+    """``Mount("/ws", app=app.asgi())`` in Starlette, ``app.mount("/ws", ...)`` in FastAPI:
+    clients use /ws/..., endpoints see their own path."""
+
+    async def test_endpoint_below_the_mount(self, mounted: tuple[str, str]) -> None:
+        async with fullduplex.connect(f"ws://{mounted[1]}/ws/life/erin?q=2") as ws:
             await ws.send("hello")
             assert await _recv(ws) == "hello erin q=2 path=/life/erin"
 
-    async def test_echo_and_denial_below_the_mount(self, mounted: str) -> None:
-        async with fullduplex.connect(f"ws://{mounted}/ws/echo") as ws:
+    async def test_echo_and_denial_below_the_mount(self, mounted: tuple[str, str]) -> None:
+        async with fullduplex.connect(f"ws://{mounted[1]}/ws/echo") as ws:
             await ws.send("m")
             assert await _recv(ws) == "m"
         with pytest.raises(InvalidStatus) as info:
-            await fullduplex.connect(f"ws://{mounted}/ws/private")
+            await fullduplex.connect(f"ws://{mounted[1]}/ws/private")
         assert (info.value.status_code, info.value.body) == (403, b"no entry\n")
 
-    async def test_http_beside_and_below_the_mount(self, mounted: str) -> None:
-        assert await _http_get(mounted, "/") == (200, b"starlette home")
-        status, body = await _http_get(mounted, "/ws/health")
+    async def test_http_beside_and_below_the_mount(self, mounted: tuple[str, str]) -> None:
+        framework, where = mounted
+        assert await _http_get(where, "/") == (200, MOUNTED[framework].encode())
+        status, body = await _http_get(where, "/ws/health")
         assert (status, json.loads(body)) == (200, {"status": "ok"})
 
 

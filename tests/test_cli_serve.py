@@ -111,6 +111,10 @@ class TestServe:
         assert main(["serve", spec, "--asgi", "--health", "--max-connections", "3"]) == 2
         assert "--health, --max-connections: for a fullduplex App" in capsys.readouterr().err
 
+    def test_drain_timeout_refused_without_asgi(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["serve", "tests.app.sample_app:app", "--drain-timeout", "1"]) == 2
+        assert "--drain-timeout: for an ASGI application" in capsys.readouterr().err
+
     def test_bad_limit(self, capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["serve", "tests.app.sample_app:app", "--accept-rate", "0"]) == 2
         assert "rate must be positive" in capsys.readouterr().err

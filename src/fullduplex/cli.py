@@ -193,6 +193,11 @@ def _server_factory(args: argparse.Namespace) -> Callable[..., Server] | str:
         app = _load_app(args.app)
     except (ImportError, AttributeError) as exc:
         return f"cannot load {args.app}: {exc}"
+    drain_timeout = getattr(args, "drain_timeout", None)
+    if drain_timeout is not None and not getattr(args, "asgi", False):
+        # An App's sessions end when their connections close; only an ASGI application can
+        # go on running after its WebSocket closed, which is what this bounds.
+        return "--drain-timeout: for an ASGI application, with --asgi"
     if getattr(args, "asgi", False):
         app_only = [
             option
@@ -224,14 +229,19 @@ def _server_factory(args: argparse.Namespace) -> Callable[..., Server] | str:
 
 def _asgi_factory(args: argparse.Namespace, app: Any) -> Callable[..., Server] | str:
     """``serve --asgi``: the server factory of an ASGI 3 application."""
-    from .asgi.server import serve_asgi  # noqa: PLC0415
+    from .asgi.server import DEFAULT_DRAIN_TIMEOUT, serve_asgi  # noqa: PLC0415
 
     if not callable(app):
         return f"{args.app} is a {type(app).__name__}, not an ASGI application"
     compression = None if args.no_compression else "deflate"
+    drain_timeout = getattr(args, "drain_timeout", None)
+    if drain_timeout is None:
+        drain_timeout = DEFAULT_DRAIN_TIMEOUT
 
     def make_asgi(host: str, port: int, **more: Any) -> Server:
-        return serve_asgi(app, host, port, compression=compression, **more)
+        return serve_asgi(
+            app, host, port, compression=compression, drain_timeout=drain_timeout, **more
+        )
 
     return make_asgi
 
@@ -445,6 +455,17 @@ def _positive(value: str) -> int:
     return count
 
 
+def _non_negative(value: str) -> float:
+    """Parse a duration in seconds, 0 or more, for argparse."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not seconds >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return seconds
+
+
 def _add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
@@ -634,6 +655,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="MODULE:ATTRIBUTE is an ASGI 3 application (Starlette, FastAPI...): run its "
         "WebSocket scopes on fullduplex and its bodiless HTTP requests (GET) too",
+    )
+    serve_app.add_argument(
+        "--drain-timeout",
+        type=_non_negative,
+        default=None,
+        metavar="SECONDS",
+        help="with --asgi: at shutdown, seconds an application may take to return once its "
+        "WebSocket closed (it got its websocket.disconnect); then it is cancelled, so an "
+        "application that ignores the disconnect cannot hang a SIGTERM (default 30)",
     )
     _add_server_arguments(serve_app, 8000, workers=True, reload=True, broker=True)
     _add_proxy_config_parser(commands)

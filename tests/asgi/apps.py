@@ -1,13 +1,14 @@
 """The App of the ASGI endpoint suite, as the ASGI servers import it.
 
-``asgi_app`` is the App as an ASGI application; ``starlette_app`` mounts it at ``/ws`` inside
-Starlette. Run e.g. ``uvicorn tests.asgi.apps:asgi_app``.
+``asgi_app`` is the App as an ASGI application; ``starlette_app`` and ``fastapi_app`` mount
+it at ``/ws`` inside Starlette and FastAPI. Run e.g. ``uvicorn tests.asgi.apps:asgi_app``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
@@ -25,7 +26,7 @@ from fullduplex.app import (
 )
 from fullduplex.asgi import ASGIWebSocket
 
-__all__ = ["app", "asgi_app", "starlette_app"]
+__all__ = ["app", "asgi_app", "fastapi_app", "starlette_app"]
 
 app = App()
 
@@ -147,3 +148,11 @@ async def _home(request: Any) -> PlainTextResponse:
 
 
 starlette_app = Starlette(routes=[Route("/", _home), Mount("/ws", app=asgi_app)])
+
+fastapi_app = FastAPI()
+fastapi_app.mount("/ws", asgi_app)
+
+
+@fastapi_app.get("/", response_class=PlainTextResponse)
+async def _fastapi_home() -> str:
+    return "fastapi home"

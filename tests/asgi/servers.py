@@ -111,17 +111,21 @@ def _accepting(port: int) -> bool:
 
 @contextmanager
 def run_server(
-    kind: str, target: str, *extra: str
+    kind: str, target: str, *extra: str, env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run ASGI server ``kind`` on ``target`` (``module:attr``); yield ``host:port`` and the
-    process; stop it after.
+    process; stop it after. ``env`` adds to the server's environment.
 
     Raises:
         RuntimeError: The server exited or did not listen within 20 s (its output attached).
     """
     port = free_port()
     command = [*_commands(target, port)[kind], *extra]
-    env = {**os.environ, "PYTHONPATH": str(_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        **(env or {}),
+        "PYTHONPATH": str(_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     # Output to a file, not a pipe: nobody reads it while the server runs.
     with tempfile.TemporaryFile() as output:
         proc = subprocess.Popen(command, cwd=_ROOT, env=env, stdout=output, stderr=output)

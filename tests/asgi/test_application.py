@@ -1,18 +1,25 @@
 """fullduplex.asgi.application: one endpoint suite, run against the App under every ASGI
-server (real processes on 127.0.0.1), and mounted at /ws inside Starlette."""
+server (real processes on 127.0.0.1), mounted at /ws inside Starlette and FastAPI, and
+groups through a broker (in one process, and across uvicorn workers through Redis)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
 
 import fullduplex
+from fullduplex.app import App, Endpoint, Session
+from fullduplex.asgi.server import serve_asgi
+from fullduplex.brokers import MemoryBroker
 from fullduplex.exceptions import ConnectionClosed, InvalidStatus
 from tests.asgi.servers import SERVERS, run_server
+from tests.brokers import conftest as broker_fixtures
+from tests.brokers.redis_servers import RedisServer
 from tests.helpers import seconds
 
 # What each server does not carry, found by this suite; the tests expect exactly that (a
@@ -196,30 +203,130 @@ class TestEndpointSuite:
         assert status == 404
 
 
-@pytest.fixture(scope="module")
-def mounted() -> Iterator[str]:
-    """host:port of Starlette with the App mounted at /ws, under uvicorn."""
-    with run_server("uvicorn", "tests.asgi.apps:starlette_app") as (where, _):
-        yield where
+MOUNTED = {"starlette": "starlette home", "fastapi": "fastapi home"}
+"""The frameworks the App is mounted in, and what their own route at / answers."""
 
 
-class TestMountedInStarlette:
-    """``Mount("/ws", app=app.asgi())``: clients use /ws/..., endpoints see their own path."""
+@pytest.fixture(scope="module", params=sorted(MOUNTED))
+def mounted(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(framework, host:port) of Starlette or FastAPI with the App mounted at /ws, under
+    uvicorn."""
+    with run_server("uvicorn", f"tests.asgi.apps:{request.param}_app") as (where, _):
+        yield request.param, where
 
-    async def test_endpoint_below_the_mount(self, mounted: str) -> None:
-        async with fullduplex.connect(f"ws://{mounted}/ws/life/erin?q=2") as ws:
+
+class TestMounted:
+    """``Mount("/ws", app=app.asgi())`` in Starlette, ``app.mount("/ws", ...)`` in FastAPI:
+    clients use /ws/..., endpoints see their own path."""
+
+    async def test_endpoint_below_the_mount(self, mounted: tuple[str, str]) -> None:
+        async with fullduplex.connect(f"ws://{mounted[1]}/ws/life/erin?q=2") as ws:
             await ws.send("hello")
             assert await _recv(ws) == "hello erin q=2 path=/life/erin"
 
-    async def test_echo_and_denial_below_the_mount(self, mounted: str) -> None:
-        async with fullduplex.connect(f"ws://{mounted}/ws/echo") as ws:
+    async def test_echo_and_denial_below_the_mount(self, mounted: tuple[str, str]) -> None:
+        async with fullduplex.connect(f"ws://{mounted[1]}/ws/echo") as ws:
             await ws.send("m")
             assert await _recv(ws) == "m"
         with pytest.raises(InvalidStatus) as info:
-            await fullduplex.connect(f"ws://{mounted}/ws/private")
+            await fullduplex.connect(f"ws://{mounted[1]}/ws/private")
         assert (info.value.status_code, info.value.body) == (403, b"no entry\n")
 
-    async def test_http_beside_and_below_the_mount(self, mounted: str) -> None:
-        assert await _http_get(mounted, "/") == (200, b"starlette home")
-        status, body = await _http_get(mounted, "/ws/health")
+    async def test_http_beside_and_below_the_mount(self, mounted: tuple[str, str]) -> None:
+        framework, where = mounted
+        assert await _http_get(where, "/") == (200, MOUNTED[framework].encode())
+        status, body = await _http_get(where, "/ws/health")
         assert (status, json.loads(body)) == (200, {"status": "ok"})
+
+
+def _broadcast_app() -> App:
+    """An App with its own MemoryBroker: /room joins "room" and publishes what it receives
+    through the broker, the path of every message from another process (GroupRegistry.dispatch;
+    a local broadcast skips it)."""
+    app = App(broker=MemoryBroker())
+
+    @app.endpoint("/room")
+    class Room(Endpoint):
+        def on_open(self, session: Session) -> None:
+            session.join("room")
+
+        async def on_message(self, session: Session, message: str | bytes) -> None:
+            assert isinstance(message, str)
+            await app.broker.publish("room", message.encode(), text=True)
+
+    return app
+
+
+class TestBrokerDeliveryUnderASGI:
+    """Broker deliveries hold their frames for one flush per loop turn (GroupRegistry.dispatch);
+    the ASGI adapter must take that flush (it once raised AttributeError for each)."""
+
+    async def test_group_broadcasts_arrive_and_nothing_is_logged(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        async with serve_asgi(_broadcast_app().asgi(), "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.port}/room"
+            async with fullduplex.connect(url) as a, fullduplex.connect(url) as b:
+                # A burst: several deliveries in one loop turn, flushed together.
+                for i in range(20):
+                    await a.send(f"m{i}")
+                expected = [f"m{i}" for i in range(20)]
+                assert [await _recv(a) for _ in expected] == expected
+                assert [await _recv(b) for _ in expected] == expected
+        errors = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+        assert errors == [], [r.getMessage() for r in errors]
+
+
+# The broker tests' redis-server fixture (a real process on a free port), shared rather than
+# copied; a module-level name makes pytest find it here.
+redis_server = broker_fixtures.redis_server
+
+
+async def _room_member(where: str, room: str) -> tuple[fullduplex.WebSocket, int]:
+    """A client of tests.asgi.workers_app's room, and the pid of the worker it reached."""
+    ws = await fullduplex.connect(f"ws://{where}/room/{room}")
+    hello = await _recv(ws)
+    assert isinstance(hello, str) and hello.startswith("pid "), hello
+    return ws, int(hello.split()[1])
+
+
+class TestGroupsAcrossUvicornWorkers:
+    """``uvicorn --workers 2`` with FULLDUPLEX_BROKER=redis://...: a room spans the workers."""
+
+    async def test_members_on_both_workers_get_every_broadcast(
+        self, redis_server: RedisServer
+    ) -> None:
+        env = {"FULLDUPLEX_BROKER": redis_server.url}
+        target = "tests.asgi.workers_app:asgi_app"
+        with run_server("uvicorn", target, "--workers", "2", env=env) as (where, _):
+            by_pid: dict[int, list[fullduplex.WebSocket]] = {}
+            opened: list[fullduplex.WebSocket] = []
+            try:
+                # The kernel hands each connection to one worker, and the second worker may
+                # still be importing when the first accepts: open a few at once, now and
+                # then, until both workers hold members (bounded by time; two members a
+                # worker are kept, the others closed).
+                deadline = asyncio.get_running_loop().time() + seconds(20)
+                while len(by_pid) < 2 and asyncio.get_running_loop().time() < deadline:
+                    members = await asyncio.gather(*(_room_member(where, "r") for _ in range(4)))
+                    for ws, pid in members:
+                        kept = by_pid.setdefault(pid, [])
+                        if len(kept) < 2:
+                            kept.append(ws)
+                            opened.append(ws)
+                        else:
+                            await ws.close()
+                    if len(by_pid) < 2:
+                        await asyncio.sleep(0.2)
+                assert len(by_pid) == 2, f"every connection reached one worker: {by_pid.keys()}"
+                senders = [sockets[0] for sockets in by_pid.values()]
+                for i, sender in enumerate(senders):
+                    await sender.send(f"from worker {i}")
+                expected = {f"from worker {i}" for i in range(len(senders))}
+                for ws in opened:
+                    got = {await _recv(ws) for _ in expected}
+                    assert got == expected
+            finally:
+                for ws in opened:
+                    await ws.close()

@@ -5,12 +5,16 @@ on ``fullduplex serve --asgi``, hostile headers, and SIGTERM's 1001 with a disco
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import socketio
 
 import fullduplex
 from fullduplex.asgi import Message, Receive, Scope, Send
@@ -174,25 +178,55 @@ async def test_denial(script: Callable[..., Any], status: int, body: bytes) -> N
         assert (info.value.status_code, info.value.body) == (status, body)
 
 
-@pytest.mark.parametrize(
-    "value",
-    ["caf\xe9", "a\x00b", "x" * 65536, "\xff\xfe"],
-    ids=["latin-1", "nul", "64KiB", "high bytes"],
-)
-async def test_hostile_header_never_crashes(recorded: tuple[Recorder, str], value: str) -> None:
-    _, where = recorded
+# (header, value, statuses): a field value may hold obs-text (bytes 0x80-0xFF, RFC 9110
+# section 5.5), so an X- header with them is valid and opens; a NUL is never valid in a value;
+# a 64 KiB field is over the head limit; Sec-WebSocket-Protocol holds tokens only (RFC 6455
+# section 4.1), which neither non-ASCII bytes nor a NUL are.
+HOSTILE_HEADERS: list[tuple[str, str, tuple[int, ...]]] = [
+    ("X-Hostile", "caf\xe9", (101,)),
+    ("X-Hostile", "\xff\xfe", (101,)),
+    ("X-Hostile", "a\x00b", (400,)),
+    ("X-Hostile", "x" * 65536, (400, 431)),
+    ("Sec-WebSocket-Protocol", "caf\xe9", (400,)),
+    ("Sec-WebSocket-Protocol", "\xff\xfe", (400,)),
+    ("Sec-WebSocket-Protocol", "a\x00b", (400,)),
+    ("Sec-WebSocket-Protocol", "x" * 65536, (400, 431)),
+]
+HOSTILE_IDS = [
+    f"{header}-{kind}"
+    for header in ("other", "subprotocol")
+    for kind in ("latin-1", "high bytes", "nul", "64KiB")
+]
+
+
+async def hostile_status(where: str, path: str, header: str, value: str) -> int:
+    """Send an opening handshake with ``header: value`` (latin-1 bytes); return the status."""
     host, port = where.split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    request = (
-        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        f"Sec-WebSocket-Protocol: {value}\r\nX-Hostile: {value}\r\n\r\n"
-    )
-    writer.write(request.encode("latin-1"))
-    status = await asyncio.wait_for(reader.readline(), seconds(5))
-    writer.close()
-    # Refused (400/431) or accepted with the bytes kept; and the server still serves.
-    assert status.split()[1] in (b"101", b"400", b"431")
+    try:
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"{header}: {value}\r\n\r\n"
+        )
+        writer.write(request.encode("latin-1"))
+        status = await asyncio.wait_for(reader.readline(), seconds(5))
+    finally:
+        writer.close()
+    return int(status.split()[1])
+
+
+@pytest.mark.parametrize(("header", "value", "statuses"), HOSTILE_HEADERS, ids=HOSTILE_IDS)
+async def test_hostile_header_never_crashes(
+    recorded: tuple[Recorder, str], header: str, value: str, statuses: tuple[int, ...]
+) -> None:
+    app, where = recorded
+    assert await hostile_status(where, "/", header, value) in statuses
+    if statuses == (101,):
+        # Accepted: the scope has the very bytes sent.
+        assert app.scope is not None
+        assert (header.lower().encode(), value.encode("latin-1")) in app.scope["headers"]
+    # The server still serves.
     async with fullduplex.connect(f"ws://{where}/") as ws:
         await ws.send("still here")
         assert await asyncio.wait_for(ws.recv(), seconds(5)) == "still here"
@@ -221,6 +255,46 @@ class TestFrameworksOnAsgi:
                     await asyncio.wait_for(ws.recv(), seconds(5))
                 assert (info.value.code, info.value.reason) == (4000, "bye")
 
+    async def test_channels_consumer_with_in_memory_layer(self) -> None:
+        target = "tests.asgi.channels_app:application"
+        with run_server("fullduplex", target) as (where, _):
+            url = f"ws://{where}/chat/lobby/"
+            async with fullduplex.connect(url) as a, fullduplex.connect(url) as b:
+                await a.send("hello")
+                # Through the channel layer to every consumer of the room, the sender too.
+                for ws in (a, b):
+                    assert await asyncio.wait_for(ws.recv(), seconds(5)) == "chat_lobby: hello"
+
+    async def test_socketio_asgi_app_with_its_client(self) -> None:
+        with run_server("fullduplex", "tests.asgi.socketio_app:application") as (where, _):
+            clients = [socketio.AsyncClient(reconnection=False) for _ in range(2)]
+            inboxes: list[asyncio.Queue[tuple[str, Any]]] = []
+            for client in clients:
+                inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+                inboxes.append(inbox)
+                for event in ("echoed", "shouted"):
+                    client.on(event, functools.partial(_put, inbox, event))
+            try:
+                for client in clients:
+                    # Engine.IO's WebSocket transport only: its polling transport POSTs
+                    # request bodies, which serve_asgi does not take (see its docstring).
+                    await asyncio.wait_for(
+                        client.connect(f"http://{where}", transports=["websocket"]), seconds(10)
+                    )
+                    assert client.transport() == "websocket"
+                await clients[0].emit("echo", {"n": 1})
+                kind, data = await asyncio.wait_for(inboxes[0].get(), seconds(5))
+                assert (kind, data) == ("echoed", {"sid": clients[0].get_sid(), "data": {"n": 1}})
+                await clients[1].emit("shout", "all of you")
+                for inbox in inboxes:
+                    assert await asyncio.wait_for(inbox.get(), seconds(5)) == (
+                        "shouted",
+                        "all of you",
+                    )
+            finally:
+                for client in clients:
+                    await asyncio.wait_for(client.disconnect(), seconds(5))
+
     async def test_sigterm_closes_1001_and_exits(self) -> None:
         with run_server("fullduplex", "tests.asgi.apps:asgi_app") as (where, proc):
             async with fullduplex.connect(f"ws://{where}/life/sam") as ws:
@@ -230,6 +304,53 @@ class TestFrameworksOnAsgi:
                 assert info.value.code == 1001
             returncode = await asyncio.to_thread(proc.wait, seconds(10))
             assert returncode == 0
+
+
+class TestShutdownOnAsgi:
+    """SIGTERM on ``fullduplex serve --asgi``: the drain's close code reaches the client and
+    the application, and an application that ignores its disconnect is cancelled on time."""
+
+    async def test_drain_code_1012_reaches_client_and_app(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        log = tmp_path / "events"
+        monkeypatch.setenv("STUBBORN_LOG", str(log))
+        target = "tests.asgi.frameworks:late_app"
+        with run_server("fullduplex", target, "--drain-code", "1012") as (where, proc):
+            async with fullduplex.connect(f"ws://{where}/", open_timeout=seconds(10)) as ws:
+                proc.send_signal(signal.SIGTERM)
+                with pytest.raises(ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), seconds(10))
+                assert info.value.code == 1012
+            returncode = await asyncio.to_thread(proc.wait, seconds(15))
+        assert returncode == 0
+        assert log.read_text() == "websocket.disconnect 1012\n"
+
+    async def test_app_ignoring_its_disconnect_does_not_hang_sigterm(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # stubborn_app never returns after its disconnect: only --drain-timeout (1 s here,
+        # 30 s by default) ends the shutdown, well before the test's own bound.
+        log = tmp_path / "events"
+        monkeypatch.setenv("STUBBORN_LOG", str(log))
+        target = "tests.asgi.frameworks:stubborn_app"
+        with run_server("fullduplex", target, "--drain-timeout", "1") as (where, proc):
+            async with fullduplex.connect(f"ws://{where}/") as ws:
+                started = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                with pytest.raises(ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), seconds(10))
+                assert info.value.code == 1001
+            returncode = await asyncio.to_thread(proc.wait, seconds(15))
+            elapsed = time.monotonic() - started
+        assert returncode == 0
+        assert elapsed < seconds(8)
+        assert log.read_text() == "websocket.disconnect 1001\n"
+
+
+async def _put(inbox: asyncio.Queue[tuple[str, Any]], event: str, data: Any) -> None:
+    """A socket.io client's handler: queue the event and its data for the test."""
+    await inbox.put((event, data))
 
 
 async def _wait_forever(scope: Scope, receive: Receive, send: Send) -> None:

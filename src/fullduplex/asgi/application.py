@@ -286,6 +286,20 @@ class ASGIWebSocket:
             # one per message: the writer takes everything queued meanwhile.
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
+    def flush(self) -> None:
+        """Hand the server what :meth:`send_nowait` queued: start the writer if messages
+        wait and none runs.
+
+        The broker's deliveries call it once per loop turn after queueing a burst
+        (:meth:`GroupRegistry.dispatch <fullduplex.app.groups.GroupRegistry.dispatch>`), as
+        they do :meth:`WebSocket.flush <fullduplex.asyncio.connection.WebSocket.flush>`.
+        There is no prepared frame here (:attr:`compressed` is True), so the burst is
+        already in the queue; the one writer task hands it over in order, so a flush only
+        needs to make sure that writer exists.
+        """
+        if self._queue and self._writer is None and self._state is not _CLOSED:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
     async def send(self, message: str | bytes) -> None:
         """Send ``message``, after those queued before it.
 

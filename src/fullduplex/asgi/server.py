@@ -19,11 +19,13 @@ server (SIGTERM under ``fullduplex serve``) closes every WebSocket with 1001, so
 application gets its disconnect; one that does not return within ``drain_timeout`` is
 cancelled.
 
-HTTP scopes are served by the same handshake parser (h11, already fullduplex's HTTP/1.1
-library): a request without a body gets the application's response, buffered, with
-``Connection: close``. That is enough for the GET routes beside WebSocket routes of a
-Starlette or FastAPI application, not for request bodies or streaming (use an HTTP server
-for those).
+HTTP scopes are read by the same HTTP/1.1 reader as the opening handshake
+(:mod:`fullduplex.protocol.http11`, not h11): a request without a body gets the
+application's response, buffered, with ``Connection: close``. That is enough for the GET
+routes beside WebSocket routes of a Starlette or FastAPI application, not for request bodies
+(a request with one is refused with 400: python-socketio's polling transport, which POSTs,
+does not work, so its clients need ``transports=["websocket"]``) or streaming responses (use
+an HTTP server for those).
 """
 
 from __future__ import annotations

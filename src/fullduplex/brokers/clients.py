@@ -36,9 +36,11 @@ def split_url(url: str) -> tuple[str, bool]:
 
 
 def _no_retry() -> dict[str, Any]:
-    from redis.backoff import NoBackoff  # noqa: PLC0415 - the optional extra
-    from redis.retry import Retry  # noqa: PLC0415
+    from redis.asyncio.retry import Retry  # noqa: PLC0415 - the optional extra
+    from redis.backoff import NoBackoff  # noqa: PLC0415
 
+    # The asyncio flavour: redis-py converts a synchronous Retry given to an asyncio client,
+    # with a UserWarning per client.
     return {"retry": Retry(NoBackoff(), 0)}
 
 

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from fullduplex.app import App, CloseReason, Request
+from fullduplex.app.app import BROKER_ENV
 from fullduplex.asyncio.client import connect
 from fullduplex.asyncio.server import Server, ServerWebSocket
+from fullduplex.brokers import MemoryBroker
 from fullduplex.exceptions import ConnectionClosedOK, InvalidStatus
 from fullduplex.protocol.handshake import Response
 from tests.app.utils import Recorder, serving, url
@@ -184,3 +186,41 @@ class TestStopping:
             if proc.poll() is None:
                 proc.kill()
             proc.communicate(timeout=seconds(10))
+
+
+class TestBrokerFromEnvironment:
+    """``FULLDUPLEX_BROKER`` chooses the broker of an App created without one (the Redis
+    half, with a real Redis, is in tests/brokers/test_redis.py)."""
+
+    def test_unset_or_empty_gives_a_memory_broker(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv(BROKER_ENV, raising=False)
+        assert type(App().broker) is MemoryBroker
+        monkeypatch.setenv(BROKER_ENV, "")
+        assert type(App().broker) is MemoryBroker
+        monkeypatch.setenv(BROKER_ENV, "memory://")
+        assert type(App().broker) is MemoryBroker
+
+    def test_an_explicit_broker_wins_over_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv(BROKER_ENV, "http://nowhere")  # would raise if it were read
+        broker = MemoryBroker()
+        assert App(broker=broker).broker is broker
+
+    @pytest.mark.parametrize(
+        ("url", "why"),
+        [
+            ("http://127.0.0.1:6379", "unknown broker URL 'http://127.0.0.1:6379'"),
+            ("redis:/127.0.0.1", "unknown broker URL"),
+            ("redis://127.0.0.1:port/0", "invalid Redis URL .*Port could not be cast"),
+            ("redis://127.0.0.1:6379/zero", "invalid Redis URL .*database must be a number"),
+            ("redis+cluster://127.0.0.1:70000", "invalid Redis URL 'redis\\+cluster://.*range"),
+        ],
+    )
+    def test_an_invalid_url_is_refused_naming_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch, url: str, why: str
+    ) -> None:
+        """Refused when the App is created, not at its first connection to Redis."""
+        monkeypatch.setenv(BROKER_ENV, url)
+        with pytest.raises(ValueError, match=f"^{BROKER_ENV}: {why}"):
+            App()

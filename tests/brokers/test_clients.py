@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -49,3 +50,22 @@ class TestSplitUrl:
     def test_other_schemes_are_refused(self) -> None:
         with pytest.raises(ValueError, match="not a Redis URL"):
             clients.split_url("http://h:6379")
+
+    @pytest.mark.parametrize(
+        ("url", "why"),
+        [
+            ("redis://h:port/0", "Port could not be cast"),
+            ("redis://h:65536/0", "Port out of range"),
+            ("redis://h:6379/zero", "the database must be a number"),
+            ("rediss+cluster://h:x", "Port could not be cast"),
+        ],
+    )
+    def test_invalid_urls_are_refused_before_any_connection(self, url: str, why: str) -> None:
+        with pytest.raises(ValueError, match=f"invalid Redis URL {re.escape(repr(url))}: {why}"):
+            clients.split_url(url)
+
+    def test_a_unix_socket_path_is_not_a_database(self) -> None:
+        assert clients.split_url("unix:///run/redis/redis.sock") == (
+            "unix:///run/redis/redis.sock",
+            False,
+        )

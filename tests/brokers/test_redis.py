@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from fullduplex.app import App
+from fullduplex.app.app import BROKER_ENV
 from fullduplex.brokers import Gap, Position, Publisher, RedisBroker, wire
 from fullduplex.exceptions import BrokerError
 from tests.brokers.clients import eventually, join, server_process, serving
@@ -412,6 +413,28 @@ class TestPresence:
                     while (await observer.presence("room:p")).users != {"ann"}:
                         await asyncio.sleep(0.2)
                 await here.close()
+
+
+class TestBrokerFromEnvironment:
+    async def test_apps_created_with_a_redis_url_share_groups(
+        self, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two Apps created without a broker, with ``FULLDUPLEX_BROKER`` naming one Redis:
+        each has a RedisBroker on it, and a room spans both (a MemoryBroker would leave them
+        two rooms that cannot hear each other)."""
+        monkeypatch.setenv(BROKER_ENV, redis_server.url)
+        a, b = build(App()), build(App())
+        assert isinstance(a.broker, RedisBroker) and a.broker.url == redis_server.url
+        assert isinstance(b.broker, RedisBroker) and b.broker is not a.broker
+        async with serving(a, b) as (port_a, port_b):
+            here = await join(port_a, "env")
+            there = await join(port_b, "env", user="t")
+            await there.ws.send("across")
+            await here.wait_for(1)
+            assert here.bodies == ["across"]
+            assert a.broker.stats()["received"] >= 1
+            await here.close()
+            await there.close()
 
 
 class TestPublisher:

@@ -376,6 +376,37 @@ class TestRecovery:
             await back.close()
             await talker.close()
 
+    async def test_history_that_lost_the_first_missed_is_not_replayed(
+        self, redis_server: RedisServer
+    ) -> None:
+        """A history of 3, a session that missed 5: ``too_old``, and nothing of the 3 that
+        history still holds is replayed (never a partial replay)."""
+        app = App(broker=RedisBroker(redis_server.url))
+        app.configure_groups("room:old", history_size=3, stamp=stamp_text)
+        build(app)
+        async with serving(app) as (port,):
+            member = await join(port, "old")
+            await member.ws.send("seen")
+            await member.wait_for(1)
+            await member.close()
+            talker = await join(port, "old", user="t")
+            for i in range(5):
+                await talker.ws.send(f"missed {i}")
+            await talker.wait_for(5)
+            # The last three are in Redis: a partial replay would be possible.
+            assert int(redis_server.command("XLEN", wire.keys("room:old")[1])) == 3
+            back = await join(port, "old", since=member.position)
+            words = await back.wait_recovery()
+            assert words[1:3] == ["no", "too_old"]
+            assert (words[3], int(words[4])) == (member.position[0], member.position[1] + 5)
+            await talker.ws.send("newer")
+            await back.wait_for(1)
+            await talker.wait_for(6)
+            assert back.bodies == ["newer"]
+            assert back.offsets == [member.position[1] + 6]
+            await back.close()
+            await talker.close()
+
     async def test_after_redis_lost_its_data(self, redis_server: RedisServer) -> None:
         app = node(redis_server.url)
         async with serving(app) as (port,):

@@ -224,3 +224,65 @@ class TestBrokerFromEnvironment:
         monkeypatch.setenv(BROKER_ENV, url)
         with pytest.raises(ValueError, match=f"^{BROKER_ENV}: {why}"):
             App()
+
+
+class TestConfigureGroups:
+    """``App.configure_groups``: the first pattern configured that matches a group decides."""
+
+    def test_the_first_matching_pattern_wins(self) -> None:
+        app = App(broker=MemoryBroker())
+        app.configure_groups("chat:vip", history_size=5)
+        app.configure_groups("chat:*", history_size=100, presence=True)
+        policies = app.broker.policies
+        assert (policies("chat:vip").history_size, policies("chat:vip").presence) == (5, False)
+        assert (policies("chat:lobby").history_size, policies("chat:lobby").presence) == (
+            100,
+            True,
+        )
+        assert policies("news").history_size == 0  # no pattern: the defaults
+
+    def test_a_later_more_specific_pattern_does_not_override(self) -> None:
+        """Order decides, not specificity: configure the special cases first."""
+        app = App(broker=MemoryBroker())
+        app.configure_groups("chat:*", history_size=100)
+        app.configure_groups("chat:vip", history_size=5)
+        assert app.broker.policies("chat:vip").history_size == 100
+
+    def test_a_group_looked_up_before_it_was_configured_gets_the_new_options(self) -> None:
+        app = App(broker=MemoryBroker())
+        assert app.broker.policies("chat:vip").history_size == 0  # now cached
+        app.configure_groups("chat:*", history_size=100)
+        assert app.broker.policies("chat:vip").history_size == 100
+
+    def test_the_order_survives_a_change_of_broker(self) -> None:
+        app = App(broker=MemoryBroker())
+        app.configure_groups("chat:vip", history_size=5)
+        app.configure_groups("chat:*", history_size=100)
+        other = MemoryBroker()
+        app.use_broker(other)
+        assert other.policies("chat:vip").history_size == 5
+        assert other.policies("chat:lobby").history_size == 100
+
+    async def test_the_winning_pattern_decides_recovery(self) -> None:
+        """Behaviour, not only lookup: the history of 5 of ``chat:vip`` (first) applies, not
+        the 100 of ``chat:*``: a member that missed 6 is told ``too_old``."""
+        broker = MemoryBroker()
+        app = App(broker=broker)
+        app.configure_groups("chat:vip", history_size=5)
+        app.configure_groups("chat:*", history_size=100)
+        for group in ("chat:vip", "chat:lobby"):
+            broker.interest(group)
+            seen = await broker.publish(group, b"seen", text=True)
+            for _ in range(6):
+                await broker.publish(group, b"missed", text=True)
+            recovery = await broker.recover(group, seen)
+            assert recovery.recovered == (group == "chat:lobby"), (group, recovery.reason)
+            assert recovery.reason == ("" if group == "chat:lobby" else "too_old")
+
+    def test_an_unknown_option_is_refused(self) -> None:
+        app = App(broker=MemoryBroker())
+        with pytest.raises(TypeError):
+            app.configure_groups("chat:*", histroy_size=5)
+        with pytest.raises(ValueError, match="history_size"):
+            app.configure_groups("chat:*", history_size=-1)
+        assert app.broker.policies("chat:x").history_size == 0  # nothing was added

@@ -423,8 +423,19 @@ class TestRecovery:
             await back.close()
 
 
+async def users_become(app: App, group: str, users: set[str], within: float) -> None:
+    """Wait until ``app`` sees exactly ``users`` in ``group``; fail after ``within`` seconds
+    (in test units). Presence is read from Redis at each call, as a page would."""
+    async with asyncio.timeout(seconds(within)):
+        while (await app.presence(group)).users != users:
+            await asyncio.sleep(0.02)
+
+
 class TestPresence:
     async def test_across_processes_and_after_a_kill(self, redis_server: RedisServer) -> None:
+        """Joins and leaves are written to Redis when they happen (not at the next refresh),
+        so another process sees them within a second; the members of a killed process are
+        gone after the presence TTL."""
         observer = node(redis_server.url)
         env = ("FD_TEST_PRESENCE_TTL", "1.5")
         async with serving(observer) as (port,):
@@ -435,14 +446,20 @@ class TestPresence:
                 assert len(presence.sessions) == 4
                 assert presence.users == {"ann", "bob", "cy"}
                 await there[2].close()
-                async with asyncio.timeout(seconds(5)):
-                    while (await observer.presence("room:p")).users != {"ann", "bob"}:
-                        await asyncio.sleep(0.05)
+                await users_become(observer, "room:p", {"ann", "bob"}, within=1)
+                late = await join(doomed_port, "p", user="dee")
+                await users_become(observer, "room:p", {"ann", "bob", "dee"}, within=1)
+                await late.close()
+                await users_become(observer, "room:p", {"ann", "bob"}, within=1)
+                # One of bob's two sessions leaves: bob is still there.
+                await there[0].close()
+                async with asyncio.timeout(seconds(1)):
+                    while len((await observer.presence("room:p")).sessions) != 2:
+                        await asyncio.sleep(0.02)
+                assert (await observer.presence("room:p")).users == {"ann", "bob"}
                 os.kill(doomed.pid, signal.SIGKILL)
                 doomed.wait()
-                async with asyncio.timeout(seconds(10)):
-                    while (await observer.presence("room:p")).users != {"ann"}:
-                        await asyncio.sleep(0.2)
+                await users_become(observer, "room:p", {"ann"}, within=10)
                 await here.close()
 
 

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from fullduplex.app import App, CloseReason, Request
+from fullduplex.app.app import BROKER_ENV
 from fullduplex.asyncio.client import connect
 from fullduplex.asyncio.server import Server, ServerWebSocket
+from fullduplex.brokers import MemoryBroker
 from fullduplex.exceptions import ConnectionClosedOK, InvalidStatus
 from fullduplex.protocol.handshake import Response
 from tests.app.utils import Recorder, serving, url
@@ -184,3 +186,103 @@ class TestStopping:
             if proc.poll() is None:
                 proc.kill()
             proc.communicate(timeout=seconds(10))
+
+
+class TestBrokerFromEnvironment:
+    """``FULLDUPLEX_BROKER`` chooses the broker of an App created without one (the Redis
+    half, with a real Redis, is in tests/brokers/test_redis.py)."""
+
+    def test_unset_or_empty_gives_a_memory_broker(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv(BROKER_ENV, raising=False)
+        assert type(App().broker) is MemoryBroker
+        monkeypatch.setenv(BROKER_ENV, "")
+        assert type(App().broker) is MemoryBroker
+        monkeypatch.setenv(BROKER_ENV, "memory://")
+        assert type(App().broker) is MemoryBroker
+
+    def test_an_explicit_broker_wins_over_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv(BROKER_ENV, "http://nowhere")  # would raise if it were read
+        broker = MemoryBroker()
+        assert App(broker=broker).broker is broker
+
+    @pytest.mark.parametrize(
+        ("url", "why"),
+        [
+            ("http://127.0.0.1:6379", "unknown broker URL 'http://127.0.0.1:6379'"),
+            ("redis:/127.0.0.1", "unknown broker URL"),
+            ("redis://127.0.0.1:port/0", "invalid Redis URL .*Port could not be cast"),
+            ("redis://127.0.0.1:6379/zero", "invalid Redis URL .*database must be a number"),
+            ("redis+cluster://127.0.0.1:70000", "invalid Redis URL 'redis\\+cluster://.*range"),
+        ],
+    )
+    def test_an_invalid_url_is_refused_naming_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch, url: str, why: str
+    ) -> None:
+        """Refused when the App is created, not at its first connection to Redis."""
+        monkeypatch.setenv(BROKER_ENV, url)
+        with pytest.raises(ValueError, match=f"^{BROKER_ENV}: {why}"):
+            App()
+
+
+class TestConfigureGroups:
+    """``App.configure_groups``: the first pattern configured that matches a group decides."""
+
+    def test_the_first_matching_pattern_wins(self) -> None:
+        app = App(broker=MemoryBroker())
+        app.configure_groups("chat:vip", history_size=5)
+        app.configure_groups("chat:*", history_size=100, presence=True)
+        policies = app.broker.policies
+        assert (policies("chat:vip").history_size, policies("chat:vip").presence) == (5, False)
+        assert (policies("chat:lobby").history_size, policies("chat:lobby").presence) == (
+            100,
+            True,
+        )
+        assert policies("news").history_size == 0  # no pattern: the defaults
+
+    def test_a_later_more_specific_pattern_does_not_override(self) -> None:
+        """Order decides, not specificity: configure the special cases first."""
+        app = App(broker=MemoryBroker())
+        app.configure_groups("chat:*", history_size=100)
+        app.configure_groups("chat:vip", history_size=5)
+        assert app.broker.policies("chat:vip").history_size == 100
+
+    def test_a_group_looked_up_before_it_was_configured_gets_the_new_options(self) -> None:
+        app = App(broker=MemoryBroker())
+        assert app.broker.policies("chat:vip").history_size == 0  # now cached
+        app.configure_groups("chat:*", history_size=100)
+        assert app.broker.policies("chat:vip").history_size == 100
+
+    def test_the_order_survives_a_change_of_broker(self) -> None:
+        app = App(broker=MemoryBroker())
+        app.configure_groups("chat:vip", history_size=5)
+        app.configure_groups("chat:*", history_size=100)
+        other = MemoryBroker()
+        app.use_broker(other)
+        assert other.policies("chat:vip").history_size == 5
+        assert other.policies("chat:lobby").history_size == 100
+
+    async def test_the_winning_pattern_decides_recovery(self) -> None:
+        """Behaviour, not only lookup: the history of 5 of ``chat:vip`` (first) applies, not
+        the 100 of ``chat:*``: a member that missed 6 is told ``too_old``."""
+        broker = MemoryBroker()
+        app = App(broker=broker)
+        app.configure_groups("chat:vip", history_size=5)
+        app.configure_groups("chat:*", history_size=100)
+        for group in ("chat:vip", "chat:lobby"):
+            broker.interest(group)
+            seen = await broker.publish(group, b"seen", text=True)
+            for _ in range(6):
+                await broker.publish(group, b"missed", text=True)
+            recovery = await broker.recover(group, seen)
+            assert recovery.recovered == (group == "chat:lobby"), (group, recovery.reason)
+            assert recovery.reason == ("" if group == "chat:lobby" else "too_old")
+
+    def test_an_unknown_option_is_refused(self) -> None:
+        app = App(broker=MemoryBroker())
+        with pytest.raises(TypeError):
+            app.configure_groups("chat:*", histroy_size=5)
+        with pytest.raises(ValueError, match="history_size"):
+            app.configure_groups("chat:*", history_size=-1)
+        assert app.broker.policies("chat:x").history_size == 0  # nothing was added

@@ -5,7 +5,6 @@ nodes, each with its own broker and connections) or as ``fullduplex serve`` proc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import signal
@@ -15,6 +14,7 @@ import pytest
 import redis
 
 from fullduplex.app import App
+from fullduplex.app.app import BROKER_ENV
 from fullduplex.brokers import Gap, Position, Publisher, RedisBroker, wire
 from fullduplex.exceptions import BrokerError
 from tests.brokers.clients import eventually, join, server_process, serving
@@ -31,6 +31,61 @@ def node(url: str, gaps: list[Gap] | None = None, **options: float) -> App:
 
 def gap_free(offsets: list[int]) -> bool:
     return offsets == list(range(offsets[0], offsets[0] + len(offsets))) if offsets else True
+
+
+def check_logs(
+    sent: list[tuple[Position, str]],
+    failed: set[str],
+    received: list[tuple[str, int, str]],
+    gaps: list[Gap],
+) -> list[Position]:
+    """Compare what was published (``sent``: position and text of each publish that
+    succeeded; ``failed``: the texts of those that raised) with what one member received,
+    given the gaps its node reported. The last epoch sent is the one after the restart.
+
+    Returns:
+        The positions sent and not received (each excused by a gap).
+    """
+    sent_at = dict(sent)
+    # Received once each, and each at the position its publish returned. A publish that
+    # raised may still have run (its reply was lost): its text, at an unknown position.
+    positions = [(epoch, offset) for epoch, offset, _ in received]
+    assert len(set(positions)) == len(positions), "a message was received twice"
+    for epoch, offset, body in received:
+        expected = sent_at.get(Position(epoch, offset))
+        assert expected == body or (expected is None and body in failed), (epoch, offset, body)
+    # In order: one epoch after the other (never back), offsets increasing within each.
+    order = list(dict.fromkeys(epoch for epoch, _ in positions))
+    assert [epoch for epoch, _ in positions] == sorted(
+        (epoch for epoch, _ in positions), key=order.index
+    ), "epochs interleaved"
+    sent_epochs = list(dict.fromkeys(position.epoch for position, _ in sent))
+    assert [e for e in sent_epochs if e in order] == order, "epochs out of order"
+    by_epoch: dict[str, list[int]] = {}
+    for epoch, offset in positions:
+        by_epoch.setdefault(epoch, []).append(offset)
+    for epoch, offsets in by_epoch.items():
+        assert offsets == sorted(offsets), f"offsets of epoch {epoch} out of order"
+    # The new epoch, whole: every offset from 1 to its last, none missing.
+    new = sent[-1][0].epoch
+    got = by_epoch.get(new, [])
+    assert got == list(range(1, sent[-1][0].offset + 1)), f"epoch {new}: holes in {got}"
+    # What is missing belongs to an old epoch and lies in a gap reported for it.
+    arrived = set(map(Position._make, positions))
+    missing = [position for position, _ in sent if position not in arrived]
+    for position in missing:
+        assert position.epoch != new, f"{position} of the new epoch never arrived"
+        seen = by_epoch.get(position.epoch, [0])[-1]
+        assert any(
+            gap.epoch == position.epoch
+            and (
+                gap.first <= position.offset <= gap.last
+                if gap.first is not None and gap.last is not None
+                else gap.reason == "epoch_changed" and position.offset > seen
+            )
+            for gap in gaps
+        ), f"{position} missing, and in no gap reported: {gaps}"
+    return missing
 
 
 class TestAcrossProcesses:
@@ -203,25 +258,41 @@ class TestOrderAndGaps:
 
     @pytest.mark.parametrize("persistence", [False, True], ids=["empty", "aof"])
     async def test_redis_killed_and_restarted(self, persistence: bool) -> None:
-        """Nothing is lost silently: every publish that succeeded is delivered to the other
-        node's member or lies in a gap reported to the app."""
+        """Nothing is lost silently. The sent log (each successful publish's position and
+        text) is compared with the received log of a member on each node:
+
+        - each received message is one that was sent, at the position its publish returned,
+          once, in order (epochs one after the other, offsets increasing within each);
+        - the epoch after the restart is received whole, gap-free: the resubscribe lost
+          nothing of it;
+        - a sent message not received belongs to an earlier epoch and lies in a gap that
+          node reported (an ``epoch_changed`` gap covers only what followed the last
+          message that node received of that epoch).
+        """
         with RedisServer(persistence=persistence) as redis_server:
-            gaps: list[Gap] = []
-            sender, receiver = node(redis_server.url), node(redis_server.url, gaps)
-            async with serving(sender, receiver) as (_, port_b):
-                member = await join(port_b, "x")
-                sent: list[Position] = []
+            gaps_a: list[Gap] = []
+            gaps_b: list[Gap] = []
+            sender = node(redis_server.url, gaps_a)
+            receiver = node(redis_server.url, gaps_b)
+            async with serving(sender, receiver) as (port_a, port_b):
+                local = await join(port_a, "x")  # on the publishing node
+                remote = await join(port_b, "x")
+                sent: list[tuple[Position, str]] = []
+                failed: set[str] = set()  # publishes that raised: they may have run anyway
                 counter = itertools.count()
 
                 async def publish_for(duration: float) -> None:
                     end = time.monotonic() + duration
                     while time.monotonic() < end:
-                        with contextlib.suppress(BrokerError):
-                            sent.append(
-                                await sender.broker.publish(
-                                    "room:x", str(next(counter)).encode(), text=True
-                                )
+                        body = str(next(counter))
+                        try:
+                            position = await sender.broker.publish(
+                                "room:x", body.encode(), text=True
                             )
+                        except BrokerError:
+                            failed.add(body)
+                        else:
+                            sent.append((position, body))
                         await asyncio.sleep(0.005)
 
                 await publish_for(0.5)
@@ -229,28 +300,33 @@ class TestOrderAndGaps:
                 await publish_for(0.3)
                 redis_server.restart()
                 await publish_for(1.5)
+                last = sent[-1][0]
                 await eventually(
-                    lambda: member.received and member.received[-1][:2] == tuple(sent[-1])
+                    lambda: all(
+                        m.received and m.received[-1][:2] == tuple(last) for m in (local, remote)
+                    )
                 )
-                received = {(epoch, offset) for epoch, offset, _ in member.received}
-                after = [p for p in sent if p.epoch == sent[-1].epoch][-20:]
-                assert all(p in received for p in after)  # everything after the restart
-                missing = [p for p in sent if p not in received]
-                for position in missing:
-                    assert any(
-                        gap.reason == "epoch_changed"
-                        or (
-                            gap.epoch == position.epoch and gap.first <= position.offset <= gap.last
-                        )  # type: ignore[operator]
-                        for gap in gaps
-                    ), (position, gaps)
+                epochs = list(dict.fromkeys(position.epoch for position, _ in sent))
+                assert sent[0][0].epoch == epochs[0] and last.epoch == epochs[-1]
+                missing = [
+                    check_logs(sent, failed, member.received, gaps)
+                    for member, gaps in ((local, gaps_a), (remote, gaps_b))
+                ]
                 if persistence:
                     # The AOF kept offsets and history: nothing missed, no new epoch.
-                    assert missing == [] and len({p.epoch for p in sent}) == 1
+                    assert len(epochs) == 1
+                    assert gaps_a == gaps_b == []
+                    assert missing == [[], []]
                 else:
-                    assert any(gap.reason == "epoch_changed" for gap in gaps)
+                    assert len(epochs) == 2
+                    for gaps in (gaps_a, gaps_b):
+                        # The old epoch's loss is reported, once per node.
+                        assert [g for g in gaps if g.reason == "epoch_changed"] == [
+                            Gap("room:x", epochs[0], None, None, "epoch_changed")
+                        ]
                 assert receiver.broker.stats()["reconnects"] >= 1
-                await member.close()
+                await local.close()
+                await remote.close()
 
     async def test_deaf_subscriber_detected_and_healed(self, redis_server: RedisServer) -> None:
         async with Relay(("127.0.0.1", redis_server.port)) as relay:
@@ -375,6 +451,37 @@ class TestRecovery:
             await back.close()
             await talker.close()
 
+    async def test_history_that_lost_the_first_missed_is_not_replayed(
+        self, redis_server: RedisServer
+    ) -> None:
+        """A history of 3, a session that missed 5: ``too_old``, and nothing of the 3 that
+        history still holds is replayed (never a partial replay)."""
+        app = App(broker=RedisBroker(redis_server.url))
+        app.configure_groups("room:old", history_size=3, stamp=stamp_text)
+        build(app)
+        async with serving(app) as (port,):
+            member = await join(port, "old")
+            await member.ws.send("seen")
+            await member.wait_for(1)
+            await member.close()
+            talker = await join(port, "old", user="t")
+            for i in range(5):
+                await talker.ws.send(f"missed {i}")
+            await talker.wait_for(5)
+            # The last three are in Redis: a partial replay would be possible.
+            assert int(redis_server.command("XLEN", wire.keys("room:old")[1])) == 3
+            back = await join(port, "old", since=member.position)
+            words = await back.wait_recovery()
+            assert words[1:3] == ["no", "too_old"]
+            assert (words[3], int(words[4])) == (member.position[0], member.position[1] + 5)
+            await talker.ws.send("newer")
+            await back.wait_for(1)
+            await talker.wait_for(6)
+            assert back.bodies == ["newer"]
+            assert back.offsets == [member.position[1] + 6]
+            await back.close()
+            await talker.close()
+
     async def test_after_redis_lost_its_data(self, redis_server: RedisServer) -> None:
         app = node(redis_server.url)
         async with serving(app) as (port,):
@@ -391,8 +498,19 @@ class TestRecovery:
             await back.close()
 
 
+async def users_become(app: App, group: str, users: set[str], within: float) -> None:
+    """Wait until ``app`` sees exactly ``users`` in ``group``; fail after ``within`` seconds
+    (in test units). Presence is read from Redis at each call, as a page would."""
+    async with asyncio.timeout(seconds(within)):
+        while (await app.presence(group)).users != users:
+            await asyncio.sleep(0.02)
+
+
 class TestPresence:
     async def test_across_processes_and_after_a_kill(self, redis_server: RedisServer) -> None:
+        """Joins and leaves are written to Redis when they happen (not at the next refresh),
+        so another process sees them within a second; the members of a killed process are
+        gone after the presence TTL."""
         observer = node(redis_server.url)
         env = ("FD_TEST_PRESENCE_TTL", "1.5")
         async with serving(observer) as (port,):
@@ -403,15 +521,43 @@ class TestPresence:
                 assert len(presence.sessions) == 4
                 assert presence.users == {"ann", "bob", "cy"}
                 await there[2].close()
-                async with asyncio.timeout(seconds(5)):
-                    while (await observer.presence("room:p")).users != {"ann", "bob"}:
-                        await asyncio.sleep(0.05)
+                await users_become(observer, "room:p", {"ann", "bob"}, within=1)
+                late = await join(doomed_port, "p", user="dee")
+                await users_become(observer, "room:p", {"ann", "bob", "dee"}, within=1)
+                await late.close()
+                await users_become(observer, "room:p", {"ann", "bob"}, within=1)
+                # One of bob's two sessions leaves: bob is still there.
+                await there[0].close()
+                async with asyncio.timeout(seconds(1)):
+                    while len((await observer.presence("room:p")).sessions) != 2:
+                        await asyncio.sleep(0.02)
+                assert (await observer.presence("room:p")).users == {"ann", "bob"}
                 os.kill(doomed.pid, signal.SIGKILL)
                 doomed.wait()
-                async with asyncio.timeout(seconds(10)):
-                    while (await observer.presence("room:p")).users != {"ann"}:
-                        await asyncio.sleep(0.2)
+                await users_become(observer, "room:p", {"ann"}, within=10)
                 await here.close()
+
+
+class TestBrokerFromEnvironment:
+    async def test_apps_created_with_a_redis_url_share_groups(
+        self, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two Apps created without a broker, with ``FULLDUPLEX_BROKER`` naming one Redis:
+        each has a RedisBroker on it, and a room spans both (a MemoryBroker would leave them
+        two rooms that cannot hear each other)."""
+        monkeypatch.setenv(BROKER_ENV, redis_server.url)
+        a, b = build(App()), build(App())
+        assert isinstance(a.broker, RedisBroker) and a.broker.url == redis_server.url
+        assert isinstance(b.broker, RedisBroker) and b.broker is not a.broker
+        async with serving(a, b) as (port_a, port_b):
+            here = await join(port_a, "env")
+            there = await join(port_b, "env", user="t")
+            await there.ws.send("across")
+            await here.wait_for(1)
+            assert here.bodies == ["across"]
+            assert a.broker.stats()["received"] >= 1
+            await here.close()
+            await there.close()
 
 
 class TestPublisher:

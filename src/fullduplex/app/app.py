@@ -77,6 +77,16 @@ def _endpoint_key(template: str) -> Hashable:
     return ("endpoint", template)
 
 
+def _broker_from_env() -> Broker:
+    """The broker ``FULLDUPLEX_BROKER`` names (a MemoryBroker when it is unset or empty)."""
+    url = os.environ.get(BROKER_ENV)
+    try:
+        return broker_from_url(url)
+    except ValueError as error:
+        # The URL may come from a shell profile or a unit file: say where it was read.
+        raise ValueError(f"{BROKER_ENV}: {error}") from None
+
+
 class App:
     """A WebSocket application: endpoints at path templates, plus plain HTTP on the same port.
 
@@ -94,6 +104,10 @@ class App:
         client_script: Serve the browser client at ``/fullduplex.js``,
             ``/fullduplex.global.js`` and their versioned names (:mod:`fullduplex.app.script`)
             where no GET route or static file of the app does; False serves none of them.
+
+    Raises:
+        ValueError: ``broker`` is not given and ``FULLDUPLEX_BROKER`` names no broker, or an
+            invalid URL (the message starts with the variable's name).
     """
 
     def __init__(
@@ -116,9 +130,7 @@ class App:
         self._server: Server | None = None
         self._registry.metrics.add_gauges(self._gauges)
         self._logger: LoggerLike = logger if logger is not None else _logger
-        self.use_broker(
-            broker if broker is not None else broker_from_url(os.environ.get(BROKER_ENV))
-        )
+        self.use_broker(broker if broker is not None else _broker_from_env())
 
     # ---- the broker ----------------------------------------------------------------------------
 

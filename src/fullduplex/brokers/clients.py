@@ -25,20 +25,42 @@ def split_url(url: str) -> tuple[str, bool]:
     """The redis-py URL of a broker URL, and whether it names a cluster.
 
     Raises:
-        ValueError: Not a Redis URL.
+        ValueError: Not a Redis URL, or an invalid one (port or database not a number).
     """
+    shown, cluster = url, False
     for scheme, plain in _CLUSTER_SCHEMES.items():
         if url.startswith(scheme):
-            return plain + url[len(scheme) :], True
-    if not url.startswith(SCHEMES):
-        raise ValueError(f"not a Redis URL: {url!r} (redis://, rediss://, redis+cluster://)")
-    return url, False
+            url, cluster = plain + url[len(scheme) :], True
+            break
+    else:
+        if not url.startswith(SCHEMES):
+            raise ValueError(f"not a Redis URL: {url!r} (redis://, rediss://, redis+cluster://)")
+    _check(url, shown)
+    return url, cluster
+
+
+def _check(url: str, shown: str) -> None:
+    # Found here rather than at the first connection, which comes after the app started
+    # listening: a port that is not a number, or a database that is not one (redis-py would
+    # quietly use database 0).
+    from redis.connection import parse_url  # noqa: PLC0415 - the optional extra
+
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as error:
+        raise ValueError(f"invalid Redis URL {shown!r}: {error}") from None
+    if not url.startswith("unix://"):
+        database = urlsplit(url).path.strip("/")
+        if database and not database.isdigit():
+            raise ValueError(f"invalid Redis URL {shown!r}: the database must be a number")
 
 
 def _no_retry() -> dict[str, Any]:
-    from redis.backoff import NoBackoff  # noqa: PLC0415 - the optional extra
-    from redis.retry import Retry  # noqa: PLC0415
+    from redis.asyncio.retry import Retry  # noqa: PLC0415 - the optional extra
+    from redis.backoff import NoBackoff  # noqa: PLC0415
 
+    # The asyncio flavour: redis-py converts a synchronous Retry given to an asyncio client,
+    # with a UserWarning per client.
     return {"retry": Retry(NoBackoff(), 0)}
 
 

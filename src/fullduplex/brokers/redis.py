@@ -111,7 +111,7 @@ class RedisBroker(Broker):
             it was lost. 0 disables the checks.
 
     Raises:
-        ValueError: ``url`` is not a Redis URL.
+        ValueError: ``url`` is not a Redis URL, or its port or database is not a number.
     """
 
     def __init__(

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..asyncio.server import Server, serve
 from ..brokers import Broker, Gap, GroupOptions, Presence, broker_from_url
-from ..exceptions import ConnectionClosed, ProtocolError, close_code_for
+from ..exceptions import ConnectionClosed, ProtocolError, TooManyGroups, close_code_for
 from .codecs import Codec, DecodeError, PassthroughCodec
 from .endpoint import Endpoint, EndpointConfig, FunctionEndpoint, MessageHandler
 from .groups import Group, GroupRegistry
@@ -636,8 +636,9 @@ class App:
     ) -> None:
         """Log once, tell on_error, close the session with the error's code."""
         code = close_code_for(error)
-        if isinstance(error, ProtocolError):
-            # The peer's fault (an undecodable message): one line, no traceback.
+        if isinstance(error, (ProtocolError, TooManyGroups)):
+            # The peer's fault (an undecodable message, a group too many): one line, no
+            # traceback.
             what = "undecodable message" if isinstance(error, DecodeError) else where
             self._logger.info("[%s] %s: %s; closing with %d", session.id, what, error, code)
         else:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 from ..asyncio.timers import Deadline, timers_for
 from ..brokers.base import Position, Recovery
-from ..exceptions import ConcurrencyError, ConnectionClosed
+from ..exceptions import ConcurrencyError, ConnectionClosed, TooManyGroups
 from ..protocol.connection import State
 from .endpoint import OVERFLOW_CLOSE_CODE, CloseReason, EndpointConfig
 from .groups import Group, GroupRegistry
@@ -283,12 +283,15 @@ class Session:
     # ---- groups --------------------------------------------------------------------------------
 
     def join(self, name: str) -> None:
-        """Join group ``name`` (created if needed); no effect if already in it or closed."""
+        """Join group ``name`` (created if needed); no effect if already in it or closed.
+
+        Raises:
+            TooManyGroups: The session is in its endpoint's ``max_groups`` groups already
+                (uncaught in a callback, it closes the session with 1008).
+        """
         if self.closed:
             return
-        groups = self._groups
-        if groups is None:
-            groups = self._groups = set()
+        groups = self._joining(name)
         groups.add(name)
         self._registry.add(name, self)
 
@@ -316,13 +319,14 @@ class Session:
         Returns:
             The :class:`~fullduplex.brokers.Recovery`; its ``position`` is the group's
             position after the replay.
+
+        Raises:
+            TooManyGroups: As for :meth:`join`.
         """
         if self.closed:
             return Recovery(False, "unavailable", (), since)
         registry = self._registry
-        groups = self._groups
-        if groups is None:
-            groups = self._groups = set()
+        groups = self._joining(name)
         groups.add(name)
         registry.start_recovery(name, self)
         try:
@@ -346,6 +350,16 @@ class Session:
         for publication in held:
             registry.deliver_one(name, self, publication)
         return recovery
+
+    def _joining(self, name: str) -> set[str]:
+        """This session's groups, once ``name`` may be added to them (the max_groups check)."""
+        groups = self._groups
+        if groups is None:
+            groups = self._groups = set()
+        limit = self._config.max_groups
+        if limit is not None and len(groups) >= limit and name not in groups:
+            raise TooManyGroups(limit, name)
+        return groups
 
     def group(self, name: str) -> Group:
         """Return group ``name`` (whether or not this session is in it); its broadcasts are

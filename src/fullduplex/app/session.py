@@ -176,7 +176,7 @@ class Session:
         if self._idle_handle is not None:
             self._touch()
         await self._ws.send(message)
-        self._registry.metrics.sent += 1
+        self._count_sent(message)
 
     def send_nowait(self, obj: Any) -> bool:
         """Send ``obj`` now, without waiting, under the endpoint's overflow policy.
@@ -190,9 +190,14 @@ class Session:
         """
         message = self._codec.encode(obj)
         if self._offer(None, message, len(message)):
-            self._registry.metrics.sent += 1
+            self._count_sent(message)
             return True
         return False
+
+    def _count_sent(self, message: str | bytes) -> None:
+        metrics = self._registry.metrics
+        metrics.sent += 1
+        metrics.traffic_of(self._config.path).bytes_out += len(message)
 
     def _offer(
         self, frame: bytes | None, message: str | bytes, size: int, hold: bool = False

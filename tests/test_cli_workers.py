@@ -545,7 +545,7 @@ class TestHelp:
         with pytest.raises(SystemExit):
             main(["--help"])
         out = capsys.readouterr().out
-        for command in ("echo", "demo", "connect", "serve"):
+        for command in ("echo", "demo", "connect", "serve", "drain"):
             assert command in out
 
     @pytest.mark.parametrize("value", ["0", "-1", "two"])

@@ -26,6 +26,7 @@ from fullduplex.exceptions import (
     ProxyError,
     SecurityError,
     SOCKSProxyError,
+    TooManyGroups,
     WebSocketError,
     close_code_for,
 )
@@ -60,6 +61,9 @@ class TestCloseCodeFor:
     )
     def test_anything_else_is_internal_error(self, exc: BaseException) -> None:
         assert close_code_for(exc) == 1011
+
+    def test_too_many_groups_is_a_policy_violation(self) -> None:
+        assert close_code_for(TooManyGroups(128, "room")) == 1008
 
 
 class TestConnectionClosedCreate:
@@ -160,6 +164,7 @@ class TestHierarchy:
             (InvalidState, (WebSocketError, AssertionError)),
             (InvalidURI, (WebSocketError, ValueError)),
             (ConcurrencyError, (WebSocketError, RuntimeError)),
+            (TooManyGroups, (WebSocketError,)),
         ],
     )
     def test_bases(self, cls: type, bases: tuple[type, ...]) -> None:

@@ -48,6 +48,7 @@ from .exceptions import (
     ProxyError,
     SecurityError,
     SOCKSProxyError,
+    TooManyGroups,
     WebSocketError,
 )
 
@@ -76,6 +77,7 @@ __all__ = [
     "SOCKSProxyError",
     "SecurityError",
     "Server",
+    "TooManyGroups",
     "WebSocket",
     "WebSocketError",
     "connect",

@@ -1,4 +1,4 @@
-"""The ``fullduplex`` command line: ``echo``, ``demo`` and ``serve`` servers, and ``connect``.
+"""The ``fullduplex`` command line: ``echo``, ``demo``, ``serve`` servers; ``connect``, ``drain``.
 
 Each server prints one line with its URL as the first line of standard output, flushed (tests,
 conformance suites and scripts read it to learn the port), for instance ``fullduplex echo
@@ -7,7 +7,8 @@ every connection with 1001 and exit with status 0.
 
 ``--workers N`` (echo, serve) runs N processes on the same port and ``--reload`` (serve)
 restarts the server when the app's code changes: see :mod:`fullduplex.workers`. The
-``connect`` client lives in :mod:`fullduplex.cli_connect`.
+``connect`` client lives in :mod:`fullduplex.cli_connect`, ``drain`` (SIGTERM to a server
+started with ``--pidfile``, then wait for it to exit) in :mod:`fullduplex.cli_drain`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 from . import __version__, proxy_config
 from .asyncio.server import Server, serve
 from .cli_connect import add_connect_parser, byte_count
+from .cli_drain import add_drain_parser, remove_pidfile, write_pidfile
 from .workers import Supervisor, WorkerChannel, listening_sockets
 
 __all__ = ["build_parser", "echo_handler", "main"]
@@ -53,7 +55,11 @@ def _urls(args: argparse.Namespace, port: int) -> tuple[str, str]:
 
 
 def _announce(args: argparse.Namespace, port: int) -> None:
-    """Print the first line of standard output (flushed at once: tools wait for it)."""
+    """Write the pid file, if asked, then print the first line of standard output (flushed at
+    once: tools wait for it). Called in the process that drains on SIGTERM: the server, or
+    the supervisor of its workers."""
+    if getattr(args, "pidfile", None):
+        write_pidfile(args.pidfile)
     http, ws = _urls(args, port)
     if args.command == "echo":
         print(f"fullduplex echo server listening on {ws}", flush=True)
@@ -381,6 +387,9 @@ def _serve_here(args: argparse.Namespace, port: int, channel: WorkerChannel | No
     except OSError as exc:  # e.g. the port is taken
         print(f"fullduplex {args.command}: cannot listen: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if channel is None and getattr(args, "pidfile", None):
+            remove_pidfile(args.pidfile)
 
 
 def _worker(args: argparse.Namespace, port: int, channel: WorkerChannel) -> int:
@@ -428,6 +437,9 @@ def _supervise(args: argparse.Namespace) -> int:
     except OSError as exc:  # the port cannot be reserved
         print(f"{prog}: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if getattr(args, "pidfile", None):
+            remove_pidfile(args.pidfile)
 
 
 def _server_command(args: argparse.Namespace) -> int:
@@ -435,6 +447,11 @@ def _server_command(args: argparse.Namespace) -> int:
         _tls_context(args)  # fail now, not in every worker
     except (OSError, ssl.SSLError) as exc:
         print(f"fullduplex {args.command}: cannot load the certificate: {exc}", file=sys.stderr)
+        return 2
+    pidfile = getattr(args, "pidfile", None)
+    if pidfile and not Path(pidfile).resolve().parent.is_dir():
+        # Found now, not once listening (where it would stop a server that serves).
+        print(f"fullduplex {args.command}: no directory for --pidfile {pidfile}", file=sys.stderr)
         return 2
     if getattr(args, "workers", 1) > 1 or getattr(args, "reload", False):
         return _supervise(args)
@@ -508,6 +525,12 @@ def _add_server_arguments(
             "--no-compression", action="store_true", help="refuse permessage-deflate"
         )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
+    parser.add_argument(
+        "--pidfile",
+        metavar="FILE",
+        help="once listening, write the process id (the supervisor's with --workers) to FILE, "
+        "for 'fullduplex drain --pidfile FILE'; removed on exit",
+    )
     parser.add_argument(
         "--aiofastnet",
         action="store_true",
@@ -666,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
         "application that ignores the disconnect cannot hang a SIGTERM (default 30)",
     )
     _add_server_arguments(serve_app, 8000, workers=True, reload=True, broker=True)
+    add_drain_parser(commands)
     _add_proxy_config_parser(commands)
     return parser
 

@@ -24,7 +24,8 @@
     ├── InvalidState                   an operation is not allowed in the current state
     ├── InvalidURI                     a ws:// or wss:// URI could not be parsed
     ├── ConcurrencyError               two coroutines or threads did what only one may do
-    └── BrokerError                    the broker (Redis) did not take a publish or a query
+    ├── BrokerError                    the broker (Redis) did not take a publish or a query
+    └── TooManyGroups                  a session joined more groups than its endpoint allows
 
 Which failures a reconnecting client retries is decided in one place too:
 :func:`fullduplex.retry.is_retryable`.
@@ -59,6 +60,7 @@ __all__ = [
     "ProxyError",
     "SOCKSProxyError",
     "SecurityError",
+    "TooManyGroups",
     "WebSocketError",
     "close_code_for",
 ]
@@ -69,6 +71,7 @@ _PROTOCOL_ERROR = 1002
 _INVALID_DATA = 1007
 _MESSAGE_TOO_BIG = 1009
 _INTERNAL_ERROR = 1011
+_POLICY_VIOLATION = 1008
 _OK_CODES = frozenset({1000, 1001, 1005})  # 1005: a close frame without a code
 
 
@@ -327,12 +330,32 @@ class BrokerError(WebSocketError):
     """
 
 
+class TooManyGroups(WebSocketError):
+    """A session tried to join a group beyond its endpoint's ``max_groups``.
+
+    Raised by ``session.join()`` and ``session.rejoin()``; the session's groups are unchanged.
+    Catch it to answer the client (an error message, say); left uncaught in a callback, it
+    closes the session with 1008 (policy violation), like any error a callback raises.
+
+    Attributes:
+        limit: The endpoint's ``max_groups``.
+        group: The group that was not joined.
+    """
+
+    def __init__(self, limit: int, group: str) -> None:
+        super().__init__(f"a session may join at most {limit} groups; not joining {group!r}")
+        self.limit = limit
+        self.group = group
+
+
 def close_code_for(exc: BaseException) -> int:
     """Return the close code that answers ``exc``: the one mapping from errors to codes.
 
-    Protocol errors carry their own code (1002, 1007, 1009); anything else is an internal
-    error (1011).
+    Protocol errors carry their own code (1002, 1007, 1009); :class:`TooManyGroups` is a
+    policy violation (1008); anything else is an internal error (1011).
     """
     if isinstance(exc, ProtocolError):
         return exc.code
+    if isinstance(exc, TooManyGroups):
+        return _POLICY_VIOLATION
     return _INTERNAL_ERROR

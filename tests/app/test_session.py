@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from fullduplex.app import App, CloseReason, Endpoint, JSONCodec, Session
+from fullduplex.app.endpoint import DEFAULT_MAX_GROUPS, EndpointConfig
 from fullduplex.app.session import Session as SessionClass
 from fullduplex.asyncio.client import connect
-from fullduplex.exceptions import ConnectionClosed, ConnectionClosedError
+from fullduplex.brokers import Position
+from fullduplex.exceptions import ConnectionClosed, ConnectionClosedError, TooManyGroups
 from tests.app.utils import Recorder, serving, url
 from tests.asyncio.utils import wait_for
 
@@ -201,3 +203,67 @@ class TestGroupMembership:
             assert len(app.group("again")) == 0
         # on_close still knows the names, and the groups no longer hold the session.
         assert seen == [frozenset({"g"}), frozenset({"0"})]
+
+
+class TestGroupLimit:
+    """max_groups: a session's group subscriptions are bounded; the one too many raises
+    TooManyGroups and changes nothing, and uncaught it closes the session with 1008."""
+
+    def test_default_and_validation(self) -> None:
+        assert EndpointConfig("/x", Endpoint).max_groups == DEFAULT_MAX_GROUPS == 128
+        assert EndpointConfig("/x", Endpoint, max_groups=None).max_groups is None
+        for bad in (0, -1):
+            with pytest.raises(ValueError, match="max_groups"):
+                EndpointConfig("/x", Endpoint, max_groups=bad)
+
+    async def test_join_beyond_the_limit_raises(self) -> None:
+        app, recorder = _one_session(max_groups=2)
+        async with serving(app) as server, connect(url(server, "/room/a")):
+            session = await recorder.next_open()
+            session.join("a")
+            session.join("b")
+            session.join("a")  # already in it: not one more
+            with pytest.raises(TooManyGroups) as raised:
+                session.join("c")
+            assert (raised.value.limit, raised.value.group) == (2, "c")
+            assert "at most 2 groups" in str(raised.value)
+            assert session.groups == {"a", "b"}
+            assert "c" not in app._registry.group_keys()
+            with pytest.raises(TooManyGroups):
+                await session.rejoin("c", Position("e", 0))
+            assert "c" not in app._registry.group_keys()
+            session.leave("a")
+            session.join("c")  # room again
+            assert session.groups == {"b", "c"}
+            assert not session.closed
+
+    async def test_uncaught_closes_with_1008(self) -> None:
+        app = App()
+        errors: list[Exception] = []
+
+        @app.endpoint("/sub", max_groups=3)
+        class Subscriber(Endpoint):
+            def on_message(self, session: Session, message: str) -> str:
+                session.join(message)
+                return f"joined {message}"
+
+            def on_error(self, session: Session, error: Exception) -> None:
+                errors.append(error)
+
+        async with serving(app) as server, connect(url(server, "/sub")) as ws:
+            for name in ("a", "b", "c"):
+                await ws.send(name)
+                assert await wait_for(ws.recv()) == f"joined {name}"
+            await ws.send("d")
+            with pytest.raises(ConnectionClosedError):
+                await wait_for(ws.recv())
+            assert ws.close_code == 1008
+        assert [type(error) for error in errors] == [TooManyGroups]
+
+    async def test_no_limit(self) -> None:
+        app, recorder = _one_session(max_groups=None)
+        async with serving(app) as server, connect(url(server, "/room/a")):
+            session = await recorder.next_open()
+            for index in range(DEFAULT_MAX_GROUPS + 1):
+                session.join(f"g{index}")
+            assert len(session.groups) == DEFAULT_MAX_GROUPS + 1

@@ -127,6 +127,9 @@ def private(session: Session, message: str | bytes) -> str:  # pragma: no cover 
     return "unreachable"
 
 
+app.metrics_route()  # /metrics, read through ASGI (tests/asgi/test_application.py)
+
+
 @app.get("/health")
 def health(request: Request) -> dict[str, str]:
     """A plain GET route beside the endpoints."""

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import fullduplex
 from fullduplex.app import App, Endpoint, Session
@@ -237,6 +238,25 @@ class TestMounted:
         assert await _http_get(where, "/") == (200, MOUNTED[framework].encode())
         status, body = await _http_get(where, "/ws/health")
         assert (status, json.loads(body)) == (200, {"status": "ok"})
+
+    async def test_metrics_below_the_mount(self, mounted: tuple[str, str]) -> None:
+        """The App's /metrics served through the framework: Prometheus text that moves with a
+        session of the mounted app."""
+        _, mounted_at = mounted
+        async with fullduplex.connect(f"ws://{mounted_at}/ws/echo") as ws:
+            await ws.send("metered")
+            assert await _recv(ws) == "metered"
+        status, body = await _http_get(mounted_at, "/ws/metrics")
+        assert status == 200
+        samples = {
+            sample.name + repr(sorted(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+        }
+        bytes_in = "fullduplex_message_bytes_total" + repr([("dir", "in"), ("endpoint", "/echo")])
+        assert samples[bytes_in] >= len("metered")
+        opened = "fullduplex_sessions_opened_total" + repr([("endpoint", "/echo")])
+        assert samples[opened] >= 1
 
 
 def _broadcast_app() -> App:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..asyncio.server import Server, serve
 from ..brokers import Broker, Gap, GroupOptions, Presence, broker_from_url
-from ..exceptions import ConnectionClosed, ProtocolError, close_code_for
+from ..exceptions import ConnectionClosed, ProtocolError, TooManyGroups, close_code_for
 from .codecs import Codec, DecodeError, PassthroughCodec
 from .endpoint import Endpoint, EndpointConfig, FunctionEndpoint, MessageHandler
 from .groups import Group, GroupRegistry
@@ -129,6 +129,8 @@ class App:
         self._serving = False
         self._server: Server | None = None
         self._registry.metrics.add_gauges(self._gauges)
+        self._registry.metrics.add_counters(self._server_refusals)
+        self._send_queue_gauge = False
         self._logger: LoggerLike = logger if logger is not None else _logger
         self.use_broker(broker if broker is not None else _broker_from_env())
 
@@ -267,15 +269,24 @@ class App:
         :meth:`metrics_route`."""
         return self._registry.metrics
 
-    def metrics_route(self, path: str = "/metrics") -> None:
+    def metrics_route(self, path: str = "/metrics", *, send_queue: bool = False) -> None:
         """Serve this app's metrics at ``path`` in Prometheus' text format (0.0.4): sessions
-        opened and closed (by endpoint, close code), refused upgrades (by reason), messages,
-        broadcasts and their fan-out time, slow-consumer actions, recoveries, open
-        connections per endpoint, readiness, and the broker's counters.
+        opened and closed (by endpoint, close code, who started the close), refused upgrades
+        (by reason, the server's own refusals too), messages and their bytes, broadcasts,
+        their bytes and fan-out time, ping round-trip times, slow-consumer actions,
+        recoveries, open connections per endpoint, readiness, and the broker's counters.
+
+        Args:
+            path: Where.
+            send_queue: Also the gauge ``fullduplex_send_queue_bytes{endpoint}``: bytes
+                written to sessions that the network has not taken yet, summed at each
+                scrape over every open session (so that scrape reads every session; the
+                rest of a scrape costs the number of endpoints).
 
         Raises:
             ValueError: ``path`` is already routed.
         """
+        self._send_queue_gauge = send_queue
 
         def scrape(request: Request) -> Response:
             body = self.metrics.render(self.broker)
@@ -301,9 +312,33 @@ class App:
                     len(members) if members else 0,
                 )
             )
+            if self._send_queue_gauge:
+                queued = sum(s._ws.buffered_amount for s in members) if members else 0
+                samples.append(
+                    (
+                        "fullduplex_send_queue_bytes",
+                        "Bytes written to sessions that the network has not taken yet.",
+                        f'endpoint="{escape_label(template)}"',
+                        queued,
+                    )
+                )
         ready = 1 if self.not_ready() is None else 0
         samples.append(("fullduplex_ready", "1 when /readyz would answer 200.", "", ready))
         return samples
+
+    def _server_refusals(self) -> list[tuple[str, str, str, float]]:
+        server = self._server
+        if server is None:
+            return []
+        return [
+            (
+                "fullduplex_handshakes_refused_total",
+                "Handshakes the server refused before the app saw them, by reason.",
+                f'reason="{reason}"',
+                count,
+            )
+            for reason, count in sorted(server.refusals.items())
+        ]
 
     def use_limits(self, limits: Limits | None) -> None:
         """Admit connections within ``limits`` from now on (None: no limits); the counts start
@@ -589,6 +624,10 @@ class App:
             session._ended(key)
             reason = session._close_reason(closed)
             metrics.count_close(reason.code, _closed_by(closed, session))
+            # Read once per session, at its end: a scrape never walks the open ones.
+            rtt = getattr(ws, "latency", 0.0)
+            if rtt > 0:
+                metrics.ping_rtt.observe(rtt)
             try:
                 await _invoke(endpoint.on_close, session, reason)
             except Exception as exc:
@@ -618,12 +657,14 @@ class App:
         is_async = inspect.iscoroutinefunction(on_message)
         idle = config.idle_timeout is not None
         metrics = self.metrics
+        traffic = metrics.traffic_of(config.path)
         while True:
             try:
                 message = await recv()
             except ConnectionClosed as exc:
                 return exc
             metrics.received += 1
+            traffic.bytes_in += len(message)
             if idle:
                 session._touch()
             try:
@@ -648,8 +689,9 @@ class App:
     ) -> None:
         """Log once, tell on_error, close the session with the error's code."""
         code = close_code_for(error)
-        if isinstance(error, ProtocolError):
-            # The peer's fault (an undecodable message): one line, no traceback.
+        if isinstance(error, (ProtocolError, TooManyGroups)):
+            # The peer's fault (an undecodable message, a group too many): one line, no
+            # traceback.
             what = "undecodable message" if isinstance(error, DecodeError) else where
             self._logger.info("[%s] %s: %s; closing with %d", session.id, what, error, code)
         else:
@@ -668,16 +710,24 @@ class App:
 
 
 def _closed_by(closed: ConnectionClosed | None, session: Session) -> str:
-    """Who sent a close frame: ``peer`` (one arrived; maybe the answer to ours), ``server``
-    (only ours), or ``none`` (the TCP connection just ended)."""
+    """Who started the close: ``peer`` (its close frame came first), ``server`` (this side
+    sent the first close frame, or failed the connection), or ``none`` (no close frame either
+    way: the TCP connection just ended)."""
     ws = session._ws
-    code = closed.code if closed is not None else ws.close_code
-    if code is not None and code != 1006:
-        return "peer"
-    sent = closed.sent_code if closed is not None else None
-    if sent is not None or session._sent is not None:
+    conn = getattr(ws, "_conn", None)
+    if conn is not None:
+        sent, received = conn.close_sent, conn.close_rcvd
+        if sent is None:
+            return "peer" if received is not None else "none"
+        # The protocol answers a peer's close frame by sending that very frame back (the
+        # same object as close_rcvd); a close frame of this side's own came first.
+        return "peer" if sent is received else "server"
+    # Under ASGI the server answers the peer's close itself: a code sent here came first.
+    sent_code = closed.sent_code if closed is not None else None
+    if sent_code is not None or session._sent is not None:
         return "server"
-    return "none"
+    code = closed.code if closed is not None else ws.close_code
+    return "peer" if code is not None and code != 1006 else "none"
 
 
 async def _invoke(func: Callable[..., Any], *args: Any) -> Any:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED",
+    "DEFAULT_MAX_GROUPS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "OVERFLOW_CLOSE_CODE",
     "CloseReason",
@@ -37,6 +38,10 @@ __all__ = [
 
 DEFAULT_MAX_MESSAGE_SIZE = 2**20
 DEFAULT_MAX_BUFFERED = 2**20
+#: A session's group subscriptions by default: Centrifugo's ``channel_limit``. Each one costs
+#: a dict entry per group and, with a broker, maybe a subscription: a client that may name
+#: groups must not hold unboundedly many.
+DEFAULT_MAX_GROUPS = 128
 
 #: The close code of the "close" overflow policy: 1013 Try Again Later (RFC 6455 section 7.4,
 #: IANA registry). The peer did nothing against the protocol or a policy it could know of, so
@@ -133,6 +138,10 @@ class EndpointConfig:
         overflow: ``"drop"`` (default): the message is not sent to that session, which stays
             open and gets later messages once its buffer drains. ``"close"``: the session is
             closed with :data:`OVERFLOW_CLOSE_CODE` (1013).
+        max_groups: The groups one session may be in at once (default
+            :data:`DEFAULT_MAX_GROUPS`, 128; None: no limit). ``session.join()`` or
+            ``rejoin()`` of one more raises :class:`~fullduplex.exceptions.TooManyGroups`,
+            which closes the session with 1008 unless the endpoint catches it.
         subprotocols: The subprotocols this endpoint speaks, in order of preference.
         compression: ``"deflate"`` (default) to accept permessage-deflate when the server
             does, None to refuse it on this endpoint.
@@ -145,6 +154,7 @@ class EndpointConfig:
     idle_timeout: float | None = None
     max_buffered: int = DEFAULT_MAX_BUFFERED
     overflow: Overflow = "drop"
+    max_groups: int | None = DEFAULT_MAX_GROUPS
     subprotocols: Sequence[str] = ()
     compression: Literal["deflate"] | None = "deflate"
 
@@ -156,6 +166,8 @@ class EndpointConfig:
             raise ValueError("idle_timeout must be positive, or None")
         if self.max_buffered < 0:
             raise ValueError("max_buffered must not be negative")
+        if self.max_groups is not None and self.max_groups < 1:
+            raise ValueError("max_groups must be at least 1, or None")
         if self.overflow not in ("drop", "close"):
             raise ValueError(f"overflow must be 'drop' or 'close', not {self.overflow!r}")
         if self.compression not in ("deflate", None):

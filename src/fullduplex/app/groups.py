@@ -185,7 +185,7 @@ class GroupRegistry:
         if held and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_held)
-        self.metrics.timed_broadcast(started, count)
+        self.metrics.timed_broadcast(started, count, count * size)
         return count
 
     def _flush_held(self) -> None:
@@ -221,7 +221,7 @@ class GroupRegistry:
             if position is not None and isinstance(key, str)
             else None
         )
-        count = 0
+        count = volume = 0
         # Encoded once per codec; the last one is kept at hand since there is usually one.
         codec: Codec | None = None
         message: str | bytes = b""
@@ -245,7 +245,8 @@ class GroupRegistry:
                     message, frame = cached
             if session._offer(frame, message, len(frame)):
                 count += 1
-        self.metrics.timed_broadcast(started, count)
+                volume += len(frame)  # codecs may differ: each delivery adds its own
+        self.metrics.timed_broadcast(started, count, volume)
         return count
 
     def deliver_one(self, group: str, session: Session, item: Any) -> bool:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 from ..asyncio.timers import Deadline, timers_for
 from ..brokers.base import Position, Recovery
-from ..exceptions import ConcurrencyError, ConnectionClosed
+from ..exceptions import ConcurrencyError, ConnectionClosed, TooManyGroups
 from ..protocol.connection import State
 from .endpoint import OVERFLOW_CLOSE_CODE, CloseReason, EndpointConfig
 from .groups import Group, GroupRegistry
@@ -176,7 +176,7 @@ class Session:
         if self._idle_handle is not None:
             self._touch()
         await self._ws.send(message)
-        self._registry.metrics.sent += 1
+        self._count_sent(message)
 
     def send_nowait(self, obj: Any) -> bool:
         """Send ``obj`` now, without waiting, under the endpoint's overflow policy.
@@ -190,9 +190,14 @@ class Session:
         """
         message = self._codec.encode(obj)
         if self._offer(None, message, len(message)):
-            self._registry.metrics.sent += 1
+            self._count_sent(message)
             return True
         return False
+
+    def _count_sent(self, message: str | bytes) -> None:
+        metrics = self._registry.metrics
+        metrics.sent += 1
+        metrics.traffic_of(self._config.path).bytes_out += len(message)
 
     def _offer(
         self, frame: bytes | None, message: str | bytes, size: int, hold: bool = False
@@ -283,12 +288,15 @@ class Session:
     # ---- groups --------------------------------------------------------------------------------
 
     def join(self, name: str) -> None:
-        """Join group ``name`` (created if needed); no effect if already in it or closed."""
+        """Join group ``name`` (created if needed); no effect if already in it or closed.
+
+        Raises:
+            TooManyGroups: The session is in its endpoint's ``max_groups`` groups already
+                (uncaught in a callback, it closes the session with 1008).
+        """
         if self.closed:
             return
-        groups = self._groups
-        if groups is None:
-            groups = self._groups = set()
+        groups = self._joining(name)
         groups.add(name)
         self._registry.add(name, self)
 
@@ -316,13 +324,14 @@ class Session:
         Returns:
             The :class:`~fullduplex.brokers.Recovery`; its ``position`` is the group's
             position after the replay.
+
+        Raises:
+            TooManyGroups: As for :meth:`join`.
         """
         if self.closed:
             return Recovery(False, "unavailable", (), since)
         registry = self._registry
-        groups = self._groups
-        if groups is None:
-            groups = self._groups = set()
+        groups = self._joining(name)
         groups.add(name)
         registry.start_recovery(name, self)
         try:
@@ -346,6 +355,16 @@ class Session:
         for publication in held:
             registry.deliver_one(name, self, publication)
         return recovery
+
+    def _joining(self, name: str) -> set[str]:
+        """This session's groups, once ``name`` may be added to them (the max_groups check)."""
+        groups = self._groups
+        if groups is None:
+            groups = self._groups = set()
+        limit = self._config.max_groups
+        if limit is not None and len(groups) >= limit and name not in groups:
+            raise TooManyGroups(limit, name)
+        return groups
 
     def group(self, name: str) -> Group:
         """Return group ``name`` (whether or not this session is in it); its broadcasts are

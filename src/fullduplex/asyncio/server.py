@@ -210,6 +210,7 @@ class ServerWebSocket(WebSocket):
     def _reject(self, exc: InvalidHandshake) -> None:
         """Answer a bad handshake with its HTTP status and one-line reason, then close."""
         self._logger.info("[%s] invalid opening handshake: %s", self.id, exc)
+        self._server._count_refusal(_refusal(exc))
         self._send_response(self._hs().reject_for(exc))
         self._end_http()
 
@@ -243,6 +244,7 @@ class ServerWebSocket(WebSocket):
         self._open_handle = None
         if not self._lost and self._transport is not None:
             self._logger.info("[%s] opening handshake timed out", self.id)
+            self._server._count_refusal("open_timeout")
             self._transport.abort()
 
     def _cancel_open_timer(self) -> None:
@@ -285,15 +287,18 @@ class ServerWebSocket(WebSocket):
             # While draining, a handshake already under way completes: its client reached
             # this process before the listener closed, and is closed with the rest at the end.
             response = self.respond(503, "server shutting down\n")
+            server._count_refusal("shutting_down")
         limit = server._max_connections
         if response is None and limit is not None and len(server._open) >= limit:
             self._logger.info("[%s] too many connections: 503", self.id)
+            server._count_refusal("capacity")
             response = self.respond(503, "too many connections\n", [("Retry-After", "5")])
         if response is None:
             try:
                 response = self._hs().accept(request, extra_headers=self.accept_headers)
             except InvalidHandshake as exc:
                 self._logger.info("[%s] invalid opening handshake: %s", self.id, exc)
+                server._count_refusal(_refusal(exc))
                 response = self._hs().reject_for(exc)
         if self._lost:
             return None
@@ -381,6 +386,14 @@ class ServerWebSocket(WebSocket):
         # The task of a handshake waiting on process_request sees _lost and stops by itself.
 
 
+# Handshake refusals by HTTP status, as bounded labels (Server.refusals).
+_REFUSALS = {400: "bad_request", 426: "upgrade_required", 431: "headers_too_large"}
+
+
+def _refusal(exc: InvalidHandshake) -> str:
+    return _REFUSALS.get(exc.status, "other")
+
+
 class Server:
     """A WebSocket server, as returned by :func:`serve`.
 
@@ -459,6 +472,18 @@ class Server:
         self._drain_deadline = 0.0
         self._close_task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
+        self._refusals: dict[str, int] = {}
+
+    @property
+    def refusals(self) -> dict[str, int]:
+        """Handshakes this server refused itself, by reason (a copy): ``bad_request`` (400),
+        ``upgrade_required`` (426), ``headers_too_large`` (431), ``capacity`` (503 beyond
+        ``max_connections``), ``shutting_down`` (503), ``open_timeout`` (dropped); not those
+        ``process_request`` answered. Counted on those paths only, never per message."""
+        return dict(self._refusals)
+
+    def _count_refusal(self, reason: str) -> None:
+        self._refusals[reason] = self._refusals.get(reason, 0) + 1
 
     def _new_handshake(self) -> ServerHandshake:
         return ServerHandshake(**self._handshake_options)

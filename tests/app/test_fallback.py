@@ -89,6 +89,17 @@ class TestOpenAndEcho:
             assert session.request.path == "/room/blue?user=ann"
             assert session.remote_address[0] == "127.0.0.1"
 
+    async def test_templates_with_parameters_do_not_swallow_fallback_paths(self) -> None:
+        recorder = Recorder()
+        app = App()
+        app.endpoint("/r/{a}")(recorder.endpoint())
+        # Would match /r/one/_fd/open as b="_fd", c="open".
+        app.endpoint("/r/{a}/{b}/{c}")(Recorder().endpoint())
+        async with serving(app) as server:
+            await FallbackClient(server.port, "/r/one").open()
+            session = await recorder.next_open()
+        assert session.path_params == {"a": "one"}
+
 
 class TestExactlyOnce:
     async def test_retried_post_is_delivered_once(self) -> None:

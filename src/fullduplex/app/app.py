@@ -517,11 +517,12 @@ class App:
     async def _route(self, ws: ServerWebSocket, request: Request) -> Response | None:
         """process_request: pick the endpoint before the upgrade, or answer plain HTTP."""
         path = request.path.partition("?")[0]
-        found = self._endpoints.match(path)
-        if found is None and self._fallback is not None and not request.is_upgrade:
+        if self._fallback is not None and not request.is_upgrade:
+            # Before the endpoints: a template with parameters could match a fallback path.
             fallback = split_path(path)
             if fallback is not None:
                 return await self._fallback.respond(ws, request, *fallback)
+        found = self._endpoints.match(path)
         if not request.is_upgrade:
             return await self._http.respond(ws, request, path, endpoint=found is not None)
         if found is None:

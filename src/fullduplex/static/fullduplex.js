@@ -166,9 +166,16 @@ class HttpSocket {
       }
       this.onmessage && this.onmessage({ data, origin: "" });
     }
-    // The stream carries no ack: acknowledge now and then (and at each heartbeat, which also
-    // tells the server the client is alive).
-    if (this._mode === "stream" && (m.h || this._last - this._acked >= 64)) this._flush(true);
+    // A stream carries no ack: acknowledge soon after messages (the server keeps them until
+    // then, within the endpoint's max_buffered) and at each heartbeat, which also tells the
+    // server that the client is alive.
+    if (this._mode === "stream") {
+      if (m.h) this._flush(true);
+      else this._ackTimer = this._ackTimer || setTimeout(() => {
+        this._ackTimer = null;
+        this._flush(true);
+      }, 250);
+    }
     return false;
   }
 
@@ -206,7 +213,7 @@ class HttpSocket {
     if (messages.length) this._seq++;
     this._acked = Math.max(this._acked, body.a);
     this._posting = false;
-    if (this._out.length) this._flush();
+    if (this._out.length || this._last > this._acked) this._flush(true);
   }
 
   close(code = 1000, reason = "") {
@@ -223,6 +230,7 @@ class HttpSocket {
     if (this.readyState === CLOSED) return;
     this.readyState = CLOSED;
     clearInterval(this._check);
+    clearTimeout(this._ackTimer);
     this._abort.abort();
     this.onclose && this.onclose({ code, reason, wasClean });
   }

@@ -126,6 +126,26 @@ class TestExactlyOnce:
         assert messages == ["a", "b", "c"]
         assert recorder.events[0] == ("open", session)
 
+    async def test_acknowledged_messages_are_forgotten(self) -> None:
+        recorder = Recorder()
+        app = App()
+        app.endpoint("/x")(recorder.endpoint())
+        async with serving(app) as server:
+            client = FallbackClient(server.port, "/x")
+            await client.open()
+            session = await recorder.next_open()
+            stream = await client.stream()
+            for n in range(3):
+                await session.send(f"m{n}")
+            assert [line["i"] for line in await stream.messages(3)] == [1, 2, 3]
+            # Written to the stream, but kept until the client says it has them.
+            assert session.buffered_amount == 3 * len(b'{"i":1,"t":"m0"}\n')
+            assert await client.post({"a": 2}) == (200, b"ok\n")
+            assert session.buffered_amount == len(b'{"i":3,"t":"m2"}\n')
+            assert await client.post({"a": 3}) == (200, b"ok\n")
+            assert session.buffered_amount == 0
+            await stream.close()
+
     async def test_repoll_after_a_lost_response_gets_the_same_messages(self) -> None:
         async with serving(echo_app()) as server:
             client = FallbackClient(server.port, "/echo")

@@ -227,3 +227,32 @@ def test_page_api_is_unchanged(browser: Browser, server: AppThread) -> None:
     assert values == ["", "stream", 1, "", True]
     wait_for_no_more = _wait_closes(1)
     assert wait_for_no_more[0].code == 1000
+
+
+def test_three_unusable_websocket_opens_fall_back(browser: Browser) -> None:
+    """A WebSocket that opens and dies before any message (a proxy that passes the 101, then
+    drops the connection): after 3 such opens in a row the client streams."""
+
+    class Flaky(Echo):
+        async def on_open(self, session: Any) -> None:
+            if "Upgrade" in session.headers:  # the fallback's opening POST has none
+                await session.close(1011, "unusable")
+
+    app = make_app()
+    app.endpoint("/flaky")(Flaky)
+    with AppThread(app) as running:
+        page = open_page(browser, running.port, None)
+        try:
+            result = page.evaluate(
+                """() => new Promise((resolve) => {
+                  const c = window.c = record(new fd.FullDuplex("/flaky", { minDelay: 100 }));
+                  c.onopen = () => c.transport === "stream" && c.send("over http");
+                  c.onmessage = (e) => { resolve([e.data, c.transport]); c.close(); };
+                })"""
+            )
+            codes = [e["code"] for e in events(page, kind="close")]
+        finally:
+            page.close()
+    assert result == ["over http", "stream"]
+    # Three WebSocket opens closed before a message, then the stream (and the final close).
+    assert codes == [1011, 1011, 1011, 1000]

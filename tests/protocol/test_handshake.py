@@ -241,6 +241,54 @@ class TestSection4_2_1ReadingTheRequest:
         error, _, _ = rejection(data)
         assert str(error) == "a request body is not allowed in an opening handshake"
 
+    def test_plain_request_body_is_read_when_allowed(self) -> None:
+        """max_body_size lets a plain POST (a fallback transport's) carry a body, read whole
+        even when it comes in pieces; the bytes after it stay trailing data."""
+        head = http_request([("Host", "x"), ("Content-Length", "11")], method="POST")
+        server = ServerHandshake(max_body_size=100)
+        assert server.receive_data(head + b"hello") is None
+        request = server.receive_data(b" worldEXTRA")
+        assert request is not None
+        assert (request.method, request.body) == ("POST", b"hello world")
+        assert server.trailing_data == b"EXTRA"
+
+    @pytest.mark.parametrize(
+        ("fields", "status", "message"),
+        [
+            (
+                [("Content-Length", "101")],
+                413,
+                "request body too large (101 bytes; the limit is 100)",
+            ),
+            (
+                [("Transfer-Encoding", "chunked")],
+                411,
+                "send the request body with a Content-Length",
+            ),
+            ([("Content-Length", "1x")], 400, "invalid Content-Length"),
+            ([("Content-Length", "1"), ("Content-Length", "2")], 400, "invalid Content-Length"),
+            (
+                [("Upgrade", "websocket"), ("Content-Length", "5")],
+                400,
+                "a request body is not allowed in an opening handshake",
+            ),
+        ],
+    )
+    def test_plain_request_body_limits(
+        self, fields: list[tuple[str, str]], status: int, message: str
+    ) -> None:
+        data = http_request([("Host", "x"), *fields], method="POST")
+        error, response, _ = rejection(data, max_body_size=100)
+        assert (error.status, str(error)) == (status, message)
+        assert response.status == status
+
+    def test_held_response_has_no_content_length(self) -> None:
+        server, _ = receive_request(http_request([("Host", "x")]))
+        data = server.serialize(server.reject(200, b""), held=True)
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"Content-Length" not in data
+        assert b"Connection: close\r\n" in data and data.endswith(b"\r\n\r\n")
+
     def test_empty_content_length_is_fine(self) -> None:
         _, request = receive_request(http_request([*VALID_HEADERS, ("Content-Length", "0")]))
         assert request.headers["Content-Length"] == "0"

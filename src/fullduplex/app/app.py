@@ -35,12 +35,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Hashable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Coroutine, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..asyncio.server import Server, serve
 from ..brokers import Broker, Gap, GroupOptions, Presence, broker_from_url
 from ..exceptions import ConnectionClosed, ProtocolError, TooManyGroups, close_code_for
+from ..fallback import FallbackOptions, FallbackService, FallbackSocket, Target, split_path
 from .codecs import Codec, DecodeError, PassthroughCodec
 from .endpoint import Endpoint, EndpointConfig, FunctionEndpoint, MessageHandler
 from .groups import Group, GroupRegistry
@@ -104,6 +105,9 @@ class App:
         client_script: Serve the browser client at ``/fullduplex.js``,
             ``/fullduplex.global.js`` and their versioned names (:mod:`fullduplex.app.script`)
             where no GET route or static file of the app does; False serves none of them.
+        fallback: The settings of the fallback transports (HTTP streaming and long-polling
+            at ``<endpoint path>/_fd/...``, :mod:`fullduplex.fallback`) for browsers that
+            cannot use WebSocket; None: the defaults; False: no fallback.
 
     Raises:
         ValueError: ``broker`` is not given and ``FULLDUPLEX_BROKER`` names no broker, or an
@@ -118,6 +122,7 @@ class App:
         logger: LoggerLike | None = None,
         limits: Limits | None = None,
         client_script: bool = True,
+        fallback: FallbackOptions | bool | None = None,
     ) -> None:
         self._endpoints: Router[EndpointConfig] = Router()
         self._http = HTTP()
@@ -133,6 +138,14 @@ class App:
         self._send_queue_gauge = False
         self._logger: LoggerLike = logger if logger is not None else _logger
         self.use_broker(broker if broker is not None else _broker_from_env())
+        self._fallback: FallbackService | None = None
+        if fallback is not False:
+            self._fallback = FallbackService(
+                fallback if isinstance(fallback, FallbackOptions) else FallbackOptions(),
+                owner=self.broker.node_id,
+                resolve=self._fallback_target,
+                spawn=self._spawn,
+            )
 
     # ---- the broker ----------------------------------------------------------------------------
 
@@ -434,6 +447,11 @@ class App:
             return await self._route(ws, request)
 
         options.setdefault("select_subprotocol", self._select_subprotocol)
+        fallback = self._fallback
+        if fallback is not None:
+            # POST bodies of the fallback transports; every other request keeps having none.
+            options.setdefault("max_body_size", fallback.options.max_post_size)
+            fallback._closing = False
         server = self._server = serve(
             self._run_session,
             host,
@@ -441,6 +459,7 @@ class App:
             process_request=process_request,
             on_start=self.startup,
             on_closed=self.shutdown,
+            on_closing=fallback.shutdown if fallback is not None else None,
             **options,
         )
         return server
@@ -547,6 +566,11 @@ class App:
     async def _route(self, ws: ServerWebSocket, request: Request) -> Response | None:
         """process_request: pick the endpoint before the upgrade, or answer plain HTTP."""
         path = request.path.partition("?")[0]
+        if self._fallback is not None and not request.is_upgrade:
+            # Before the endpoints: a template with parameters could match a fallback path.
+            fallback = split_path(path)
+            if fallback is not None:
+                return await self._fallback.respond(ws, request, *fallback)
         found = self._endpoints.match(path)
         if not request.is_upgrade:
             return await self._http.respond(ws, request, path, endpoint=found is not None)
@@ -565,6 +589,25 @@ class App:
             # one: this endpoint's connections stay uncompressed whatever the server allows.
             request.headers.pop("Sec-WebSocket-Extensions", None)
         return None
+
+    def _fallback_target(self, path: str) -> Target | None:
+        """The endpoint at ``path`` as the fallback transports open sessions of it."""
+        found = self._endpoints.match(path)
+        if found is None:
+            return None
+        config = found[0].target
+
+        def run(socket: FallbackSocket, query: str) -> Coroutine[Any, Any, None]:
+            # The socket offers what Session and the App use of a WebSocket.
+            return self._run_matched(cast("WebSocket", socket), path, query, found)
+
+        return Target(config.max_message_size, config.max_buffered, run)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> object:
+        """Run a fallback session's coroutine where closing the server waits for it."""
+        # Fallback requests reach the App only through the server it serves on.
+        assert self._server is not None
+        return self._server.create_task(coro)
 
     def _select_subprotocol(self, request: Request, offered: Sequence[str]) -> str | None:
         found = self._endpoints.match(request.path.partition("?")[0])

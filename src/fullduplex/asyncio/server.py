@@ -32,7 +32,7 @@ import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState
 from ..protocol.connection import Connection, Role
@@ -51,7 +51,15 @@ from .connection import (
 )
 from .timers import Deadline
 
-__all__ = ["Handler", "ProcessRequest", "Server", "ServerWebSocket", "serve"]
+__all__ = [
+    "Handler",
+    "HeldBody",
+    "ProcessRequest",
+    "ResponseStream",
+    "Server",
+    "ServerWebSocket",
+    "serve",
+]
 
 Handler = Callable[[WebSocket], "Awaitable[None] | None"]
 """The connection handler: ``async def handler(ws)``, or a plain ``def`` (the callback style)."""
@@ -68,6 +76,62 @@ _logger = logging.getLogger("fullduplex.server")
 _DRAIN_TICK = 0.1
 
 
+class HeldBody(Protocol):
+    """The body of a held response (:meth:`ServerWebSocket.respond_held`), written over time."""
+
+    def start(self, stream: ResponseStream) -> None:
+        """The head is written: write the body with ``stream`` now or later, then end it."""
+
+    def lost(self) -> None:
+        """The connection is gone (the client left, or :meth:`ResponseStream.end` ran)."""
+
+
+class ResponseStream:
+    """Writes the body of a held response; the body ends when the connection does.
+
+    The response has no Content-Length: its end is the end of the connection (RFC 9112
+    section 6.3), which every HTTP/1.1 client and proxy understands, and which needs no
+    chunked encoding.
+    """
+
+    __slots__ = ("_ws",)
+
+    def __init__(self, ws: ServerWebSocket) -> None:
+        self._ws = ws
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is gone or :meth:`end` was called."""
+        ws = self._ws
+        return ws._lost or ws._held is None or ws._transport is None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written that the network has not taken yet."""
+        transport = self._ws._transport
+        return 0 if transport is None or self.closed else transport.get_write_buffer_size()
+
+    def write(self, data: bytes) -> bool:
+        """Write ``data``; return False (writing nothing) once the connection is gone."""
+        ws = self._ws
+        if self.closed:
+            return False
+        assert ws._transport is not None
+        ws._transport.write(data)
+        return True
+
+    def end(self) -> None:
+        """End the body: the connection is half-closed, then closed (safe to call twice)."""
+        ws = self._ws
+        body = ws._held
+        if body is None:
+            return
+        ws._held = None
+        ws._server._held.discard(ws)
+        ws._end_http()
+        body.lost()
+
+
 class ServerWebSocket(WebSocket):
     """The server side of a connection: a :class:`WebSocket` that runs the server handshake.
 
@@ -77,6 +141,7 @@ class ServerWebSocket(WebSocket):
 
     __slots__ = (
         "_handshake",
+        "_held",
         "_open_handle",
         "_open_timeout",
         "_server",
@@ -92,6 +157,7 @@ class ServerWebSocket(WebSocket):
         # Released once the connection is open (its request stays, as ws.request).
         self._handshake: ServerHandshake | None = server._new_handshake()
         self._task: asyncio.Task[None] | None = None
+        self._held: HeldBody | None = None
         #: Extra header fields for the 101 response; ``process_request`` may set them.
         self.accept_headers: Sequence[tuple[str, str]] = ()
 
@@ -106,6 +172,19 @@ class ServerWebSocket(WebSocket):
             headers: Extra headers.
         """
         return self._hs().reject(status, body, headers=tuple(headers))
+
+    def respond_held(
+        self, status: int, body: HeldBody, headers: Iterable[tuple[str, str]] = ()
+    ) -> Response:
+        """Build a response for ``process_request`` whose body is written over time.
+
+        Once the head is written, ``body.start(stream)`` is called with a
+        :class:`ResponseStream`; the connection stays open (no open timeout) until
+        ``stream.end()`` or until the client leaves (``body.lost()``). The response carries
+        ``Connection: close`` and no Content-Length: for HTTP streaming and long-polling.
+        """
+        self._held = body
+        return self._hs().reject(status, b"", headers=tuple(headers))
 
     def _hs(self) -> ServerHandshake:
         handshake = self._handshake
@@ -215,7 +294,8 @@ class ServerWebSocket(WebSocket):
         self._end_http()
 
     def _send_response(self, response: Response) -> None:
-        data = self._hs().serialize(response)
+        held = self._held is not None and response.status != 101
+        data = self._hs().serialize(response, held=held)
         self._response = response
         if not self._lost and self._transport is not None:
             self._transport.write(data)
@@ -304,7 +384,13 @@ class ServerWebSocket(WebSocket):
             return None
         self._send_response(response)
         if response.status != 101:
-            self._end_http()
+            body = self._held
+            if body is None:
+                self._end_http()
+            else:
+                self._cancel_open_timer()
+                server._held.add(self)
+                body.start(ResponseStream(self))
             return None
         self._cancel_open_timer()
         conn = Connection(
@@ -383,6 +469,14 @@ class ServerWebSocket(WebSocket):
         server = self._server
         server._protocols.discard(self)
         server._open.discard(self)
+        body = self._held
+        if body is not None:
+            self._held = None
+            server._held.discard(self)
+            try:
+                body.lost()
+            except Exception:
+                self._logger.error("[%s] held response's lost() failed", self.id, exc_info=True)
         # The task of a handshake waiting on process_request sees _lost and stops by itself.
 
 
@@ -422,6 +516,7 @@ class Server:
         max_connections: int | None = None,
         max_header_size: int = 16384,
         max_header_count: int = 128,
+        max_body_size: int = 0,
         ssl: ssl_module.SSLContext | None = None,
         sock: socket.socket | None = None,
         reuse_port: bool | None = None,
@@ -429,10 +524,12 @@ class Server:
         logger: LoggerLike | None = None,
         on_start: Callable[[], Awaitable[None]] | None = None,
         on_closed: Callable[[], Awaitable[None]] | None = None,
+        on_closing: Callable[[], object] | None = None,
     ) -> None:
         self._handler = handler
         self._on_start = on_start
         self._on_closed = on_closed
+        self._on_closing = on_closing
         # Decided once: an async handler gets a task per connection, a plain one none.
         self._handler_is_async = _is_async_callable(handler)
         self._host = host
@@ -449,6 +546,7 @@ class Server:
             "deflate": deflate_options(compression),
             "max_header_size": max_header_size,
             "max_header_count": max_header_count,
+            "max_body_size": max_body_size,
         }
         self._logger: LoggerLike = logger if logger is not None else _logger
         self._options: dict[str, Any] = {
@@ -467,6 +565,8 @@ class Server:
         self._protocols: set[ServerWebSocket] = set()
         self._open: set[ServerWebSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Connections answering with a held response (respond_held).
+        self._held: set[ServerWebSocket] = set()
         self._closing = False
         self._draining = False
         self._drain_deadline = 0.0
@@ -695,8 +795,21 @@ class Server:
         """Whether a connection has been accepted but has not sent its whole request yet."""
         return any(ws._request is None and ws._transport is not None for ws in self._protocols)
 
+    def create_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` in a task that closing the server waits for, as for handlers (e.g. a
+        session over a fallback transport, which has no connection of its own)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     async def _close(self, close_connections: bool) -> None:
         await self._stop_listening()
+        if close_connections and self._on_closing is not None:
+            try:
+                self._on_closing()
+            except Exception:
+                self._logger.error("the server's on_closing hook failed", exc_info=True)
         if close_connections and not self._draining:
             for ws in list(self._protocols):
                 if ws._request is None and ws._transport is not None:
@@ -735,6 +848,10 @@ class Server:
                 ws._transport.abort()  # still no request at the drain's deadline
         if closing_late:
             await asyncio.gather(*closing_late, return_exceptions=True)
+        # Held responses whose owner did not end them: the listener's wait_closed would wait
+        # for their connections.
+        for ws in list(self._held):
+            ResponseStream(ws).end()
         if self._server is not None:
             await self._server.wait_closed()
         if self._on_closed is not None:
@@ -784,6 +901,8 @@ def serve(
             - ``compression``: "deflate" (default) or None.
             - ``max_message_size`` (1 MiB), ``max_frame_size``, ``max_queue`` (16 messages),
               ``write_limit`` (32 KiB), ``max_header_size``, ``max_header_count``,
+              ``max_body_size`` (0: plain requests may not have a body; else the largest,
+              413 beyond),
               ``max_connections`` (None; beyond it, HTTP 503): limits; None disables one.
             - ``ping_interval``/``ping_timeout`` (20 s each), ``open_timeout`` and
               ``close_timeout`` (10 s each); None disables one.
@@ -791,6 +910,8 @@ def serve(
             - ``logger``: defaults to ``logging.getLogger("fullduplex.server")``.
             - ``on_start()``, ``on_closed()``: awaited before listening, and once every
               connection and handler is done (the App starts and closes its broker so).
+            - ``on_closing()``: called when closing starts, before connections are closed
+              (the App closes its fallback sessions so).
 
     Returns:
         The :class:`Server`, not yet listening.

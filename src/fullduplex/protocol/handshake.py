@@ -246,12 +246,15 @@ class Request:
         path: The request target, e.g. "/chat?room=1".
         headers: The header fields.
         http_version: "1.1" or "1.0".
+        body: The body of a plain HTTP request (e.g. a fallback transport's POST), read only
+            when the server allows bodies (``max_body_size``); empty otherwise.
     """
 
     method: str
     path: str
     headers: Headers
     http_version: str = "1.1"
+    body: bytes = b""
 
     @property
     def is_upgrade(self) -> bool:
@@ -346,15 +349,19 @@ class ServerHandshake:
         deflate: permessage-deflate limits, or None to never accept compression.
         max_header_size: The most bytes the request head may take (431 beyond).
         max_header_count: The most header fields the request may have (431 beyond).
+        max_body_size: The largest body a plain HTTP request (not an upgrade) may carry,
+            with a Content-Length (413 beyond; 411 for a chunked one); 0, the default,
+            refuses every body, as an opening handshake has none.
 
     Attributes:
-        request: The request, once complete.
+        request: The request, once complete (with its body, when it has one).
         trailing_data: The bytes received after the request head.
         subprotocol: The negotiated subprotocol, after :meth:`accept`.
         deflate_extension: The negotiated compression, after :meth:`accept`, or None.
     """
 
     __slots__ = (
+        "_body",
         "_buffer",
         "_deflate",
         "_received",
@@ -362,6 +369,7 @@ class ServerHandshake:
         "_sent_status",
         "_subprotocols",
         "deflate_extension",
+        "max_body_size",
         "max_header_count",
         "max_header_size",
         "request",
@@ -377,12 +385,16 @@ class ServerHandshake:
         deflate: DeflateOptions | None = DeflateOptions(),  # noqa: B008 - frozen, immutable
         max_header_size: int = 16384,
         max_header_count: int = 128,
+        max_body_size: int = 0,
     ) -> None:
         self._subprotocols = list(subprotocols or ())
         self._select_subprotocol = select_subprotocol
         self._deflate = deflate
         self.max_header_size = max_header_size
         self.max_header_count = max_header_count
+        self.max_body_size = max_body_size
+        # A request whose head is read and whose body is still coming: (request, length).
+        self._body: tuple[Request, int] | None = None
         # The start of a head that arrived in pieces; None while empty (the usual case: a
         # whole head in one read is parsed from the bytes read, without a copy).
         self._buffer: bytearray | None = None
@@ -417,6 +429,9 @@ class ServerHandshake:
             return None
         if not data:
             return None
+        if self._body is not None:
+            self.trailing_data += data
+            return self._body_received()
         self._received += len(data)
         buffer = self._buffer
         received: bytes | bytearray
@@ -440,8 +455,9 @@ class ServerHandshake:
             raise SecurityError(f"too many header fields ({len(head.fields)})")
         # An opening handshake has no body; refusing one keeps trailing_data exactly the
         # bytes after the head (some clients send "Content-Length: 0", which is harmless).
+        length = 0
         if head.has_body:
-            raise InvalidMessage("a request body is not allowed in an opening handshake")
+            length = self._body_length(head.fields)
         # The request lives as long as its connection, and most of its fields are the same on
         # every connection (names, Upgrade, Host, User-Agent...): interned, each is stored once
         # per process instead of once per connection. Long values are rarely shared.
@@ -454,8 +470,47 @@ class ServerHandshake:
             _shared(head.method), _shared(head.target), Headers._adopt(fields), head.http_version
         )
         self._buffer = None
-        self.request = request
         self.trailing_data = bytes(received[head_size:])
+        if length:
+            self._body = (request, length)
+            return self._body_received()
+        self.request = request
+        return request
+
+    def _body_length(self, fields: list[tuple[str, str]]) -> int:
+        """The announced body length of a plain request that may have one; raise otherwise."""
+        names = [name.lower() for name, _ in fields]
+        upgrade = any(
+            name.lower() == "upgrade" and "websocket" in value.lower() for name, value in fields
+        )
+        if self.max_body_size <= 0 or upgrade:
+            raise InvalidMessage("a request body is not allowed in an opening handshake")
+        if "transfer-encoding" in names:
+            raise InvalidRequest("send the request body with a Content-Length", 411)
+        lengths = {value for name, value in fields if name.lower() == "content-length"}
+        if len(lengths) != 1 or not (value := next(iter(lengths))).isascii() or not value.isdigit():
+            raise InvalidMessage("invalid Content-Length")
+        length = int(value)
+        if length > self.max_body_size:
+            raise InvalidRequest(
+                f"request body too large ({length} bytes; the limit is {self.max_body_size})",
+                413,
+            )
+        return length
+
+    def _body_received(self) -> Request | None:
+        """The request once its whole body is in :attr:`trailing_data`, else None."""
+        assert self._body is not None
+        request, length = self._body
+        if len(self.trailing_data) < length:
+            return None
+        self._body = None
+        data = self.trailing_data
+        request = Request(
+            request.method, request.path, request.headers, request.http_version, data[:length]
+        )
+        self.trailing_data = data[length:]
+        self.request = request
         return request
 
     def receive_eof(self) -> None:
@@ -647,7 +702,7 @@ class ServerHandshake:
             status, f"Failed to open a WebSocket connection: {exc}.\n", headers=headers
         )
 
-    def serialize(self, response: Response) -> bytes:
+    def serialize(self, response: Response, *, held: bool = False) -> bytes:
         """Return the bytes of ``response``.
 
         Args:
@@ -655,6 +710,8 @@ class ServerHandshake:
                 written as an informational response; any other status with its body and
                 a Content-Length (the caller's is kept when the body is empty, for HEAD). The
                 answer to a HEAD request leaves the body out and announces its length.
+            held: Write only the head, without a Content-Length: the body follows over time
+                and ends with the connection (``Connection: close``).
 
         Returns:
             The bytes to write. After a 101 the connection speaks WebSocket; after anything
@@ -701,7 +758,9 @@ class ServerHandshake:
                 raise InvalidState(f"cannot send this response: a {status} has no body")
             # An empty body keeps a Content-Length the caller set: the answer to a HEAD
             # announces the length of the GET body it leaves out (RFC 9110 section 8.6).
-            if body or "Content-Length" not in headers:
+            if held:
+                body = b""
+            elif body or "Content-Length" not in headers:
                 headers["Content-Length"] = str(len(body))
             if request is not None and request.method == "HEAD":
                 body = b""  # RFC 9110 section 9.3.2: the same fields as GET, no content
@@ -756,6 +815,7 @@ class ClientHandshake:
         "_subprotocols",
         "deflate_extension",
         "key",
+        "max_body_size",
         "max_body_size",
         "max_header_count",
         "max_header_size",

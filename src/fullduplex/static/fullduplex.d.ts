@@ -69,7 +69,17 @@ export interface FullDuplexOptions {
   binaryType?: BinaryType;
   /** React to online, pagehide, pageshow and visibilitychange (default true). */
   lifecycle?: boolean;
+  /**
+   * The transports tried, in order (default all three). WebSocket first; HTTP streaming when
+   * `WebSocket` is missing or its constructor throws, when the last handshake was refused, or
+   * after 3 WebSocket opens in a row that closed before any message; long-polling when a
+   * stream brought nothing. E.g. `["poll"]` forces long-polling.
+   */
+  transports?: Transport[];
 }
+
+/** "websocket", or a fallback: HTTP "stream" (fetch read as a stream) or long-"poll". */
+export type Transport = "websocket" | "stream" | "poll";
 
 export interface FullDuplexCloseEvent extends Event {
   readonly code: number;
@@ -140,6 +150,8 @@ export declare class FullDuplex extends EventTarget {
 
   /** The URL given (absolute, ws: or wss:), without the recovery parameters. */
   readonly url: string;
+  /** The transport of the current (or last) connection; "" before the first. */
+  readonly transport: Transport | "";
   /** CONNECTING while connecting or waiting to reconnect; CLOSED only when final. */
   readonly readyState: 0 | 1 | 2 | 3;
   readonly protocol: string;

@@ -28,6 +28,7 @@ const DEFAULTS = {
   binaryType: "blob",
   lifecycle: true,
   shouldReconnect: undefined,
+  transports: ["websocket", "stream", "poll"],
 };
 
 /** Tell whether a close code is in the "reconnect" class of the default table. */
@@ -53,6 +54,186 @@ function toWebSocketURL(url) {
   if (parsed.protocol === "http:") parsed.protocol = "ws:";
   else if (parsed.protocol === "https:") parsed.protocol = "wss:";
   return parsed;
+}
+
+// ---- the fallback transports: HTTP streaming and long-polling -----------------------------------
+// The server's side and wire format: fullduplex/fallback/ (service.py, wire.py). HttpSocket has
+// the shape of a WebSocket (readyState, send, close, on* handlers), so FullDuplex drives either.
+
+const FALLBACK_UNUSABLE = 3; // WebSocket opens that got no message before closing, in a row
+
+function toBase64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(text);
+}
+
+class HttpSocket {
+  constructor(url, mode, binaryType) {
+    // ws://host/path?q -> http://host/path/_fd/<action>?q
+    const u = new URL(url);
+    u.protocol = u.protocol === "wss:" ? "https:" : "http:";
+    this._base = u.origin + u.pathname.replace(/\/$/, "") + "/_fd/";
+    this._mode = mode;
+    this.binaryType = binaryType;
+    this.readyState = CONNECTING;
+    this.protocol = this.extensions = "";
+    this.onopen = this.onmessage = this.onerror = this.onclose = null;
+    this._last = 0; // the number of the last message received
+    this._acked = 0;
+    this._seq = 0;
+    this._out = []; // messages not yet posted, then the close request
+    this._posting = false;
+    this._lines = 0; // lines received by this transport
+    this._abort = new AbortController();
+    this._post(this._base + "open" + u.search, "").then(async (reply) => {
+      if (!reply.ok) throw new Error("HTTP " + reply.status);
+      const info = await reply.json();
+      if (this.readyState !== CONNECTING) return;
+      this._sid = info.s;
+      this._deadline = info.h + info.t; // ms without a line after which the server is gone
+      this._seen = Date.now();
+      this.readyState = OPEN;
+      this._check = setInterval(() => {
+        if (Date.now() - this._seen > this._deadline) this._end(1006, "no heartbeat", false);
+      }, 1000);
+      this.onopen && this.onopen({});
+      this._receive();
+      this._flush();
+    }).catch(() => this._end(1006, "", false));
+  }
+
+  get bufferedAmount() {
+    return this._out.length;
+  }
+
+  _url(action, query = "") {
+    return this._base + action + "?s=" + encodeURIComponent(this._sid) + query;
+  }
+
+  _post(url, body) {
+    return fetch(url, {
+      method: "POST", body, cache: "no-store", signal: this._abort.signal,
+    });
+  }
+
+  async _receive() {
+    // One stream (or poll) at a time; after a network error, again from the last message
+    // received: the server sends what came after it, so nothing is lost or duplicated.
+    let failures = 0;
+    while (this.readyState <= CLOSING) {
+      try {
+        const reply = await fetch(this._url(this._mode, "&a=" + this._last), {
+          cache: "no-store", signal: this._abort.signal,
+        });
+        if (reply.status === 404) return this._end(1006, "session expired", false);
+        if (!reply.ok || !reply.body) throw new Error("HTTP " + reply.status);
+        const reader = reply.body.pipeThrough(new TextDecoderStream()).getReader();
+        let rest = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          failures = 0;
+          const lines = (rest + value).split("\n");
+          rest = lines.pop();
+          for (const line of lines) if (line && this._line(JSON.parse(line))) return;
+        }
+      } catch {
+        if (this.readyState > CLOSING) return;
+        // Bounded by the liveness check, which ends the session after `_deadline`.
+        await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** failures++, 4000)));
+      }
+    }
+  }
+
+  _line(m) {
+    // True at the close line: the session is over.
+    this._seen = Date.now();
+    this._lines++;
+    if (m.c !== undefined) {
+      this._end(m.c, m.r || "", true);
+      return true;
+    }
+    if (m.i !== undefined) {
+      if (m.i <= this._last) return false; // sent again after a lost response
+      this._last = m.i;
+      let data = m.t;
+      if (data === undefined) {
+        const bytes = Uint8Array.from(atob(m.b), (ch) => ch.charCodeAt(0));
+        data = this.binaryType === "arraybuffer" ? bytes.buffer : new Blob([bytes]);
+      }
+      this.onmessage && this.onmessage({ data, origin: "" });
+    }
+    // A stream carries no ack: acknowledge soon after messages (the server keeps them until
+    // then, within the endpoint's max_buffered) and at each heartbeat, which also tells the
+    // server that the client is alive.
+    if (this._mode === "stream") {
+      if (m.h) this._flush(true);
+      else this._ackTimer = this._ackTimer || setTimeout(() => {
+        this._ackTimer = null;
+        this._flush(true);
+      }, 250);
+    }
+    return false;
+  }
+
+  send(data) {
+    if (this.readyState !== OPEN) throw new Error("not open");
+    this._out.push(typeof data === "string" ? data
+      : data instanceof Blob ? data.arrayBuffer().then((b) => ({ b: toBase64(new Uint8Array(b)) }))
+      : { b: toBase64(new Uint8Array(ArrayBuffer.isView(data) ? data.buffer.slice(
+        data.byteOffset, data.byteOffset + data.byteLength) : data)) });
+    this._flush();
+  }
+
+  async _flush(ack) {
+    // One POST at a time, numbered: a POST retried after a network error carries the same
+    // number, and the server delivers each number once.
+    if (this._posting || this.readyState > CLOSING || !this._sid) return;
+    const batch = this._out.splice(0);
+    if (!batch.length && !ack) return;
+    this._posting = true;
+    const close = batch.length && batch[batch.length - 1].c ? batch.pop() : {};
+    const body = Object.assign({ a: this._last }, close);
+    const messages = await Promise.all(batch);
+    if (messages.length) Object.assign(body, { q: this._seq, m: messages });
+    const text = JSON.stringify(body);
+    for (let tries = 0; this.readyState <= CLOSING; tries++) {
+      try {
+        const reply = await this._post(this._url("send"), text);
+        if (reply.status === 503 || reply.status >= 500) throw new Error("busy");
+        if (reply.status === 404) this._end(1006, "session expired", false);
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** tries, 4000)));
+      }
+    }
+    if (messages.length) this._seq++;
+    this._acked = Math.max(this._acked, body.a);
+    this._posting = false;
+    if (this._out.length || this._last > this._acked) this._flush(true);
+  }
+
+  close(code = 1000, reason = "") {
+    if (this.readyState >= CLOSING) return;
+    if (this.readyState === CONNECTING) return this._end(code, reason, false);
+    this.readyState = CLOSING;
+    this._out.push({ c: code, r: reason });
+    this._flush();
+    // The server answers with the same close on the stream; do not wait for ever.
+    setTimeout(() => this._end(code, reason, false), 3000);
+  }
+
+  _end(code, reason, wasClean) {
+    if (this.readyState === CLOSED) return;
+    this.readyState = CLOSED;
+    clearInterval(this._check);
+    clearTimeout(this._ackTimer);
+    this._abort.abort();
+    this.onclose && this.onclose({ code, reason, wasClean });
+  }
 }
 
 function event(type, props) {
@@ -85,6 +266,14 @@ class FullDuplex extends EventTarget {
     this._lastReceivedAt = 0;
     this._hidden = false; // between pagehide and pageshow
     this._closedByPage = null; // the socket pagehide closed: its close is not final
+    // Which transport the next attempt uses: WebSocket unless it is missing, throws, was
+    // refused last time, or opened FALLBACK_UNUSABLE times in a row without a message; then
+    // HTTP streaming, or long-polling when streaming brought nothing.
+    this._noWS = typeof WebSocket !== "function";
+    this._wsRefused = false;
+    this._unusable = 0;
+    this._noStream = false;
+    this._transport = "";
     this.position = null; // {epoch, offset} of the last stamped JSON message
     this.recovered = null; // the last recovery notice's verdict, null before any
     this.onopen = this.onmessage = this.onclose = this.onerror = null;
@@ -110,6 +299,10 @@ class FullDuplex extends EventTarget {
 
   get url() {
     return this._url.href;
+  }
+  /** The transport of the current (or last) connection: "websocket", "stream" or "poll". */
+  get transport() {
+    return this._transport;
   }
   get readyState() {
     return this._state;
@@ -215,15 +408,30 @@ class FullDuplex extends EventTarget {
     const url = this._connectURL();
     this._emit("connecting", { attempt: this._attempt, url });
     let ws;
-    try {
-      ws = new WebSocket(url, this._options.protocols);
-    } catch (error) {
-      // A syntax error in the URL is the caller's: final.
-      this._state = CLOSED;
-      this._emit("error", { error });
-      this._emitClose(1006, String(error && error.message), false, false);
-      return;
+    const allowed = (name) => this._options.transports.indexOf(name) >= 0;
+    for (;;) {
+      const stream = allowed("stream") && !this._noStream;
+      this._transport = allowed("websocket") && !this._noWS && !this._wsRefused
+        && this._unusable < FALLBACK_UNUSABLE ? "websocket"
+        : stream ? "stream" : allowed("poll") ? "poll" : "websocket";
+      try {
+        ws = this._transport === "websocket" ? new WebSocket(url, this._options.protocols)
+          : new HttpSocket(url, this._transport, this._options.binaryType);
+        break;
+      } catch (error) {
+        // The URL was parsed already: a throwing constructor is the page's WebSocket
+        // (removed, replaced or blocked), so the fallback is tried. A second throw is final.
+        if (this._transport === "websocket" && !this._noWS) {
+          this._noWS = true;
+          continue;
+        }
+        this._state = CLOSED;
+        this._emit("error", { error });
+        this._emitClose(1006, String(error && error.message), false, false);
+        return;
+      }
     }
+    this._received1 = false;
     ws.binaryType = this._options.binaryType;
     this._ws = ws;
     this._state = CONNECTING;
@@ -248,6 +456,8 @@ class FullDuplex extends EventTarget {
   _received(ws, e) {
     if (ws !== this._ws) return;
     this._lastReceivedAt = Date.now();
+    this._received1 = true;
+    if (this._transport === "websocket") this._unusable = 0;
     let data = e.data;
     if (this._options.json && typeof data === "string") {
       try {
@@ -284,6 +494,16 @@ class FullDuplex extends EventTarget {
     if (ws !== this._ws) return;
     this._ws = null;
     this._stopCheck();
+    if (this._transport === "websocket") {
+      // Refused (a proxy that strips Upgrade, a server that says 426) or useless once open.
+      this._wsRefused = !this._openedAt;
+      if (this._openedAt && !this._received1) this._unusable++;
+    } else {
+      // The next attempt tries WebSocket again (unless it is missing or unusable): after a
+      // server restart, a refusal must not pin the page to the fallback.
+      this._wsRefused = false;
+      if (this._transport === "stream" && this._openedAt && !ws._lines) this._noStream = true;
+    }
     if (this._state === CLOSING || this._state === CLOSED) {
       this._state = CLOSED;
       this._emitClose(code, reason, wasClean, false);

@@ -14,13 +14,12 @@ from playwright.sync_api import Browser, Page
 from fullduplex.app import CloseReason
 from fullduplex.fallback import FallbackOptions
 from tests.static.app_thread import AppThread
+from tests.static.js_app import Echo, make_app
 from tests.static.test_fullduplex_js import (
     RECORD,
-    Echo,
     _wait_closes,
     browser,
     events,
-    make_app,
     ms,
     wait_events,
 )
@@ -250,6 +249,7 @@ def test_three_unusable_websocket_opens_fall_back(browser: Browser) -> None:
                   c.onmessage = (e) => { resolve([e.data, c.transport]); c.close(); };
                 })"""
             )
+            wait_events(page, "close", 4)  # the last one fires after c.close(), not at once
             codes = [e["code"] for e in events(page, kind="close")]
         finally:
             page.close()

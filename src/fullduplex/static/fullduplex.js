@@ -99,7 +99,10 @@ class HttpSocket {
       this._check = setInterval(() => {
         if (Date.now() - this._seen > this._deadline) this._end(1006, "no heartbeat", false);
       }, 1000);
-      this.onopen && this.onopen({});
+      // A stream opens once its response is attached (the server can then reach this page,
+      // its close included); a poll, at once, since its first answer may be a heartbeat away.
+      this._unopened = mode === "stream";
+      if (!this._unopened) this.onopen && this.onopen({});
       this._receive();
       this._flush();
     }).catch(() => this._end(1006, "", false));
@@ -130,6 +133,10 @@ class HttpSocket {
         });
         if (reply.status === 404) return this._end(1006, "session expired", false);
         if (!reply.ok || !reply.body) throw new Error("HTTP " + reply.status);
+        if (this._unopened) {
+          this._unopened = false;
+          this.onopen && this.onopen({});
+        }
         const reader = reply.body.pipeThrough(new TextDecoderStream()).getReader();
         let rest = "";
         for (;;) {

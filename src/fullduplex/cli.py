@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, proxy_config
+from .asyncio.connection import DEFAULT_CLOSE_TIMEOUT
 from .asyncio.server import Server, serve
 from .cli_connect import add_connect_parser, byte_count
 from .cli_drain import add_drain_parser, remove_pidfile, write_pidfile
@@ -319,8 +320,9 @@ async def _serve_until_signal(
             loop.remove_signal_handler(signum)
 
 
-# After a drain's spread, what its last connections have to finish their close handshake.
-_DRAIN_GRACE = 3.0
+# After a drain's spread, what its last connections have to finish their close handshake:
+# as long as a close handshake may take (close_timeout's default), as before drains.
+_DRAIN_GRACE = DEFAULT_CLOSE_TIMEOUT
 
 # Optional loop packages: option -> (module, the extra that installs it).
 _LOOP_PACKAGES = {"--uvloop": ("uvloop", "uvloop"), "--aiofastnet": ("aiofastnet", "fast")}

@@ -4,6 +4,9 @@ code given, spread over the duration, and whatever is still open at the timeout 
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 
 import pytest
 
@@ -188,6 +191,58 @@ async def test_close_drops_a_client_that_sent_no_request() -> None:
         await asyncio.wait_for(server.close(), seconds(2))
         assert await raw.read_until_eof() == b""
         await raw.close()
+
+
+def _handshake_in_thread(port: int, results: list[str]) -> None:
+    """Connect, send a request, record the status line (or the error)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds(10)) as sock:
+        try:
+            sock.sendall(RawClient.request())
+            line = sock.recv(100).split(b"\r\n")[0].decode()
+            results.append(line or "EOF")
+        except OSError as exc:
+            results.append(type(exc).__name__)
+
+
+async def test_clients_queued_by_the_kernel_are_served_not_reset() -> None:
+    """Clients the kernel queued on the listener while the loop was busy, when the drain
+    begins: each is accepted, opens and is closed, rather than reset with the listener."""
+    async with serve(echo, "127.0.0.1", 0) as server:
+        results: list[str] = []
+        threads = [
+            threading.Thread(target=_handshake_in_thread, args=(server.port, results))
+            for _ in range(10)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)  # the loop is busy (as under load): the kernel queues them
+        await asyncio.wait_for(server.drain(1.0, timeout=seconds(5)), seconds(10))
+        await asyncio.to_thread(lambda: [thread.join() for thread in threads])
+    assert results == ["HTTP/1.1 101 Switching Protocols"] * 10
+
+
+async def test_a_connection_opening_during_the_last_closes_is_closed_too() -> None:
+    """A plain handler starts no task: a connection that opens while the drain awaits the
+    last closes is still closed before the server says it is closed."""
+
+    def handler(ws: WebSocket) -> None:
+        pass  # callback style: no task per connection
+
+    async with serve(handler, "127.0.0.1", 0, close_timeout=2) as server:
+        a, c, b = [await RawClient.open(server.port) for _ in range(3)]
+        await a.handshake()  # open before the drain; never answers a close (2 s each)
+        await until(lambda: len(server._protocols) == 3)
+        drained = asyncio.ensure_future(server.drain(0, timeout=seconds(20)))
+        await asyncio.sleep(0.3)
+        assert (await c.http(RawClient.request()))[0] == 101  # late: closed after A's close
+        await asyncio.sleep(2.2)  # A's close has timed out; the drain now waits on C's close
+        assert (await b.http(RawClient.request()))[0] == 101
+        await asyncio.wait_for(drained, seconds(20))
+        assert not server._open
+        frame = await b.read_frame()
+        assert (frame.opcode, frame.payload[:2]) == (0x8, (1001).to_bytes(2, "big"))
+        for raw in (a, b, c):
+            await raw.close()
 
 
 def test_drain_refuses_a_code_no_endpoint_may_send() -> None:

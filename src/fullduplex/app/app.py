@@ -38,6 +38,7 @@ import threading
 from collections.abc import Callable, Coroutine, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from ..asyncio.connection import DEFAULT_CLOSE_TIMEOUT
 from ..asyncio.server import Server, serve
 from ..brokers import Broker, Gap, GroupOptions, Presence, broker_from_url
 from ..exceptions import ConnectionClosed, ProtocolError, TooManyGroups, close_code_for
@@ -520,7 +521,7 @@ class App:
                 # A drain even when it is not spread: a handshake already under way opens and is
                 # closed with the rest (a 503 or a reset there is a refused connection to a
                 # client that a sibling on the same port would have served).
-                await server.drain(drain, code=drain_code, timeout=drain + 3.0)
+                await server.drain(drain, code=drain_code, timeout=drain + DEFAULT_CLOSE_TIMEOUT)
                 # Leaving the block closes the server: 1001 to every session, tasks awaited.
         finally:
             for signum in installed:

@@ -28,6 +28,7 @@ import functools
 import inspect
 import logging
 import math
+import os
 import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
@@ -74,6 +75,8 @@ SelectSubprotocol = Callable[[Request, Sequence[str]], "str | None"]
 _logger = logging.getLogger("fullduplex.server")
 # A drain closes one batch of connections about this often (seconds).
 _DRAIN_TICK = 0.1
+# How long a drain waits for the request of a client accepted before the listener closed.
+_LATE_REQUEST_GRACE = 1.0
 
 
 class HeldBody(Protocol):
@@ -778,7 +781,10 @@ class Server:
 
         asyncio accepts a connection in one turn of the loop and makes its transport in the
         next; a server closed in between refuses to attach it (Python 3.11), and its client
-        is reset. So: stop accepting first, let the accepted ones attach, then close.
+        is reset. So: stop accepting first, let the accepted ones attach, then close. While
+        draining, the connections still in the kernel's queue of a socket this server made
+        are taken too (closing it would reset them); a socket handed in (``sock=``, e.g. a
+        supervisor's, shared with the next worker) keeps its queue for whoever serves it next.
         """
         server = self._server
         if server is None or not server.is_serving():
@@ -789,7 +795,33 @@ class Server:
         for sock in server.sockets:
             loop.remove_reader(sock.fileno())
         await asyncio.sleep(0)  # the transports of connections just accepted are made now
+        if self._draining and self._sock is None:
+            for sock in server.sockets:
+                self._take_queued(sock.fileno())
         server.close()
+
+    def _take_queued(self, fileno: int) -> None:
+        """Accept what the kernel queued on the listening socket ``fileno``, without waiting."""
+        loop = asyncio.get_running_loop()
+        with socket.socket(fileno=os.dup(fileno)) as listening:
+            listening.setblocking(False)
+            for _ in range(max(self._backlog, 1) * 2):  # the queue holds at most ~backlog
+                try:
+                    conn, _ = listening.accept()
+                except OSError:  # BlockingIOError: nothing left
+                    return
+                conn.setblocking(False)
+                task = loop.create_task(self._attach(conn))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _attach(self, conn: socket.socket) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                cast("Callable[[], asyncio.Protocol]", self._new_connection), conn, ssl=self._ssl
+            )
+        except (OSError, ssl_module.SSLError):  # the client left, or TLS failed: nothing to keep
+            conn.close()
 
     def _handshaking(self) -> bool:
         """Whether a connection has been accepted but has not sent its whole request yet."""
@@ -824,28 +856,31 @@ class Server:
         # this process rather than a sibling: each may still send its request, open, and be
         # closed with the rest (up to the drain's deadline), rather than be refused.
         loop = asyncio.get_running_loop()
+        # A request still to come is waited for briefly: a client accepted just before the
+        # listener closed sends it at once; one that never does (a browser's preconnect)
+        # must not hold the shutdown until the drain's deadline.
+        requests_until = min(self._drain_deadline, loop.time() + _LATE_REQUEST_GRACE)
         late: set[ServerWebSocket] = set()
         closing_late: list[asyncio.Task[None]] = []
-        while self._tasks or (
-            self._draining and self._handshaking() and loop.time() < self._drain_deadline
-        ):
+        while True:
+            # Before each look at what is left, with no await in between: a connection that
+            # opened meanwhile (a plain handler starts no task) is closed too.
+            for ws in list(self._open) if self._draining else ():
+                if ws not in late:
+                    late.add(ws)
+                    closing_late.append(loop.create_task(ws.close(1001, "server shutting down")))
+            waiting = self._draining and self._handshaking() and loop.time() < requests_until
+            if not self._tasks and not waiting:
+                break
             if self._tasks:
                 await asyncio.wait(
                     list(self._tasks), timeout=_DRAIN_TICK if self._draining else None
                 )
             else:
                 await asyncio.sleep(_DRAIN_TICK / 10)
-            for ws in list(self._open) if self._draining else ():
-                if ws not in late:
-                    late.add(ws)
-                    closing_late.append(
-                        asyncio.get_running_loop().create_task(
-                            ws.close(1001, "server shutting down")
-                        )
-                    )
         for ws in list(self._protocols) if self._draining else ():
             if ws._request is None and ws._transport is not None:
-                ws._transport.abort()  # still no request at the drain's deadline
+                ws._transport.abort()  # still no request: nothing to tell this client
         if closing_late:
             await asyncio.gather(*closing_late, return_exceptions=True)
         # Held responses whose owner did not end them: the listener's wait_closed would wait

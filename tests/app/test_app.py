@@ -17,6 +17,7 @@ from fullduplex.app import App, CloseReason, Request
 from fullduplex.asyncio.client import connect
 from fullduplex.asyncio.server import Server, ServerWebSocket
 from fullduplex.exceptions import ConnectionClosedOK, InvalidStatus
+from fullduplex.protocol.frames import Opcode, serialize_frame
 from fullduplex.protocol.handshake import Response
 from tests.app.utils import Recorder, serving, url
 from tests.asyncio.utils import RawClient, wait_for
@@ -184,3 +185,23 @@ class TestStopping:
             if proc.poll() is None:
                 proc.kill()
             proc.communicate(timeout=seconds(10))
+
+
+class TestRepliesBeforeTheFailure:
+    """RFC 6455 7.1.7 in the App: a message and a violation in one read; the endpoint's reply
+    reaches the peer before the close frame (1002)."""
+
+    async def test_on_message_reply_then_close(self) -> None:
+        app = App()
+        app.on_message("/echo")(lambda session, message: message)
+        hello = serialize_frame(Opcode.TEXT, b"hello", mask=b"abcd")
+        bad = bytes([hello[0] | 0x20]) + hello[1:]  # RSV2
+        async with serving(app) as server:
+            raw = await RawClient.open(server.port)
+            await raw.handshake("/echo")
+            raw.writer.write(hello + bad)
+            first = await raw.read_frame()
+            second = await raw.read_frame()
+            await raw.close()
+        assert (first.opcode, first.payload) == (1, b"hello")
+        assert (second.opcode, second.payload[:2]) == (8, b"\x03\xea")

@@ -21,6 +21,7 @@ cdef class Connection:
     cdef public Py_ssize_t _message_size
     cdef public list _out
     cdef public object _parser
+    cdef public object _pending_failure
     cdef public object _role
     cdef public bint _send_compressed
     cdef public int _send_opcode

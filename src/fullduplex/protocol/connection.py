@@ -188,6 +188,7 @@ class Connection:
         "_message_size",
         "_out",
         "_parser",
+        "_pending_failure",
         "_role",
         "_send_compressed",
         "_send_opcode",
@@ -247,6 +248,9 @@ class Connection:
         self.close_sent: Close | None = None
         #: The protocol error that failed the connection, or None: for the local log.
         self.failure: ProtocolError | None = None
+        # A violation found after messages that are still to be handed over: its close frame
+        # waits for the next data_to_send, so that replies to those messages go out first.
+        self._pending_failure: ProtocolError | None = None
 
     # ---- state ---------------------------------------------------------------------------
 
@@ -311,6 +315,20 @@ class Connection:
         """
         return self._state is _LOCAL_CLOSING or self._state is _REMOTE_CLOSING
 
+    @property
+    def failure_pending(self) -> bool:
+        """Tell whether a protocol violation waits to fail the connection.
+
+        When a read holds valid messages and then a violation (a reserved bit, a reserved
+        opcode, a fragmented ping...), :meth:`receive_data` queues the messages as events and
+        holds the failure: no more input is processed, but the state stays OPEN so that the
+        application may still answer those messages. The next :meth:`data_to_send` (or
+        :meth:`send_close`, :meth:`fail`, :meth:`receive_eof`) queues the close frame after
+        whatever was sent meanwhile. A driver that hands messages to the application later
+        (in another task) may delay that call for a bounded time; it must not delay it forever.
+        """
+        return self._pending_failure is not None
+
     # ---- receiving -----------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray) -> None:
@@ -319,7 +337,10 @@ class Connection:
         After calling this, you must call :meth:`data_to_send` and write what it returns
         (pongs, close replies), and you should call :meth:`events_received` and handle the
         events. A protocol violation in ``data`` never raises: it queues a close frame with the
-        right code (1002, 1007, 1009), sets :attr:`failure`, and drops all further input.
+        right code (1002, 1007, 1009), sets :attr:`failure`, and drops all further input. When
+        events queued before the violation are not handed over yet, the close frame waits for
+        the next :meth:`data_to_send` instead (see :attr:`failure_pending`), so that replies to
+        the messages before the violation reach the peer before it.
         """
         if self._discarding:
             return
@@ -336,17 +357,17 @@ class Connection:
             if fin and not rsv1 and not self._message_opcode:
                 if opcode == _TEXT:
                     if max_size is not None and len(payload) > max_size:
-                        self._fail_with(PayloadTooBig(_too_big(len(payload), max_size)))
+                        self._fail_received(PayloadTooBig(_too_big(len(payload), max_size)))
                         return
                     try:
                         events.append(payload.decode())
                     except UnicodeDecodeError:
-                        self._fail_with(ProtocolError("invalid UTF-8", CloseCode.INVALID_DATA))
+                        self._fail_received(ProtocolError("invalid UTF-8", CloseCode.INVALID_DATA))
                         return
                     continue
                 if opcode == _BINARY:
                     if max_size is not None and len(payload) > max_size:
-                        self._fail_with(PayloadTooBig(_too_big(len(payload), max_size)))
+                        self._fail_received(PayloadTooBig(_too_big(len(payload), max_size)))
                         return
                     events.append(payload)
                     continue
@@ -359,7 +380,7 @@ class Connection:
                 error = PayloadTooBig(
                     f"message over the local limit ({self._max_message_size} bytes)"
                 )
-            self._fail_with(error)
+            self._fail_received(error)
 
     def _handle_frame(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> bool:
         """Handle a frame off the fast path. Return False when no more frames may follow."""
@@ -367,12 +388,12 @@ class Connection:
             return self._handle_control_frame(opcode, payload)
         if opcode == _CONTINUATION:
             if not self._message_opcode:
-                return self._fail_with(ProtocolError("continuation frame without a message"))
+                return self._fail_received(ProtocolError("continuation frame without a message"))
             if rsv1:
-                return self._fail_with(ProtocolError("RSV1 set on a continuation frame"))
+                return self._fail_received(ProtocolError("RSV1 set on a continuation frame"))
         else:
             if self._message_opcode:
-                return self._fail_with(ProtocolError("new message before the last one ended"))
+                return self._fail_received(ProtocolError("new message before the last one ended"))
             self._message_opcode = opcode
             self._message_size = 0
             self._compressed = rsv1
@@ -387,14 +408,14 @@ class Connection:
                 payload = self._deflate.decompress(payload, fin, budget)
             except PayloadTooBig:
                 # Decompression stopped at the budget left: the message is over the limit.
-                return self._fail_with(
+                return self._fail_received(
                     PayloadTooBig(f"message over the local limit ({max_size} bytes)")
                 )
             except ProtocolError as exc:
-                return self._fail_with(exc)
+                return self._fail_received(exc)
         self._message_size += len(payload)
         if max_size is not None and self._message_size > max_size:
-            return self._fail_with(PayloadTooBig(_too_big(self._message_size, max_size)))
+            return self._fail_received(PayloadTooBig(_too_big(self._message_size, max_size)))
         decoder = self._decoder
         if decoder is not None:
             try:
@@ -402,7 +423,7 @@ class Connection:
                 # section 8.1) and decodes every byte exactly once.
                 text = decoder.decode(payload, fin)
             except UnicodeDecodeError:
-                return self._fail_with(ProtocolError("invalid UTF-8", CloseCode.INVALID_DATA))
+                return self._fail_received(ProtocolError("invalid UTF-8", CloseCode.INVALID_DATA))
             self._message_parts.append(text)
         else:
             self._message_parts.append(payload)
@@ -427,7 +448,7 @@ class Connection:
         try:
             code, reason = parse_close(payload)
         except ProtocolError as exc:
-            return self._fail_with(exc)
+            return self._fail_received(exc)
         self.close_rcvd = Close(code, reason)
         self._queue_event(self.close_rcvd)
         if self._state is _OPEN:
@@ -451,6 +472,8 @@ class Connection:
         """
         if self._state is _CLOSED:
             return
+        if self._pending_failure is not None:
+            self._apply_pending_failure()
         self._transition(_Trigger.RECEIVE_EOF)
         self._discarding = True
         self._send_eof()
@@ -477,7 +500,12 @@ class Connection:
         it (write_eof) where possible, else close it. A frame may span two items (a server's
         header, then a payload of :data:`SPLIT_PAYLOAD_MIN` bytes or more, as given): write
         them in order, and write a large item on its own rather than joining it with others.
+
+        A failure held by :meth:`receive_data` (:attr:`failure_pending`) is applied first: its
+        close frame comes last, after whatever was sent since.
         """
+        if self._pending_failure is not None:
+            self._apply_pending_failure()
         out = self._out
         if out is _NONE_YET:
             return []
@@ -620,6 +648,10 @@ class Connection:
             InvalidState: The connection is not OPEN.
             ValueError: The code may not be sent, or the reason is too long.
         """
+        if self._pending_failure is not None:
+            # The peer broke the protocol: its close frame (1002, 1007...) is the one to send.
+            self._apply_pending_failure()
+            return
         if self._state is not _OPEN:
             raise InvalidState(f"cannot close: connection is {self._state.name}")
         if code is not None and not is_valid_close_code(code):
@@ -642,6 +674,10 @@ class Connection:
         Raises:
             ValueError: The code may not be sent, or the reason is too long.
         """
+        if self._pending_failure is not None:
+            # A violation of the peer's is already on its way to fail the connection.
+            self._apply_pending_failure()
+            return
         if self._state is _OPEN:
             try:
                 payload = serialize_close(code, reason)
@@ -661,6 +697,27 @@ class Connection:
             self._logger.debug("! failing the connection: %s", exc)
         self.fail(exc.code, _FAILURE_REASONS.get(exc.code, ""))
         return False
+
+    def _fail_received(self, exc: ProtocolError) -> bool:
+        """Fail for a violation in received data. Always returns False.
+
+        Events not yet handed over came before the violation and are valid: they are still
+        delivered, and the close frame waits for the next data_to_send (failure_pending), so
+        that the application's replies to them leave first. No input is processed meanwhile.
+        """
+        if self._events:
+            self._pending_failure = exc
+            self._discarding = True
+            if self._debug:
+                self._logger.debug("! failing the connection after pending events: %s", exc)
+            return False
+        return self._fail_with(exc)
+
+    def _apply_pending_failure(self) -> None:
+        exc = self._pending_failure
+        assert exc is not None
+        self._pending_failure = None
+        self._fail_with(exc)
 
     def _send_eof(self) -> None:
         if not self._closing_eof_sent:

@@ -41,6 +41,8 @@ from tests.helpers import seconds
 
 __all__: list[str] = []
 
+KOSME = bytes.fromhex("cebae1bdb9cf83cebcceb5")  # "κόσμε" with U+1F79, as in Autobahn
+
 
 def _violations(masked: bool, role: str) -> list[ParameterSet]:
     """(case, valid message(s) and a violation for one write, the echoes expected first).
@@ -76,6 +78,17 @@ def _violations(masked: bool, role: str) -> list[ParameterSet]:
     ]
 
 
+# 6.4.3: the invalid sequence arrives whole in the second chop; 6.4.4: only up to the byte
+# that makes it invalid (F4 90), the rest of it in the third chop.
+def _chops(role: str) -> list[ParameterSet]:
+    return [
+        case(f"6.4.3-strict-{role}", KOSME, bytes.fromhex("f4908080"), b"edited"),
+        case(
+            f"6.4.4-strict-{role}", KOSME, bytes.fromhex("f490"), bytes.fromhex("8080") + b"edited"
+        ),
+    ]
+
+
 # ---- server role ---------------------------------------------------------------------------
 
 
@@ -88,6 +101,22 @@ def test_server_echoes_before_failing(connect: Connect, data: bytes, echoes: lis
     client = connect()
     client.send_raw(data)
     expect_fail(client, 1002, before=[echo(OP_TEXT, message) for message in echoes])
+
+
+@pytest.mark.parametrize(("valid", "invalid", "rest"), _chops("server"))
+def test_server_fails_in_the_middle_of_a_frame(
+    connect: Connect, valid: bytes, invalid: bytes, rest: bytes
+) -> None:
+    """RFC 6455 8.1 (Autobahn 6.4.3/6.4.4, strictly): one TEXT(fin=1) frame in three chops:
+    header and a valid prefix, the bytes that make it invalid, the rest. Expect CLOSE(1007)
+    after the second chop, while the third is held back.
+    """
+    client = connect()
+    frame = build_frame(OP_TEXT, valid + invalid + rest)
+    header = len(frame) - len(valid) - len(invalid) - len(rest)
+    client.send_raw(frame[: header + len(valid)])
+    client.send_raw(frame[header + len(valid) : header + len(valid) + len(invalid)])
+    expect_fail(client, 1007, timeout=seconds(3))
 
 
 # ---- client role ---------------------------------------------------------------------------
@@ -170,3 +199,25 @@ async def test_client_echoes_before_failing(data: bytes, echoes: list[bytes]) ->
     assert frames[:-1] == [(OP_TEXT, message) for message in echoes]
     assert frames[-1][0] == OP_CLOSE
     assert frames[-1][1][:2] == (1002).to_bytes(2, "big")
+
+
+@pytest.mark.parametrize(("valid", "invalid", "rest"), _chops("client"))
+async def test_client_fails_in_the_middle_of_a_frame(
+    valid: bytes, invalid: bytes, rest: bytes
+) -> None:
+    """RFC 6455 8.1, client role: a raw server writes one TEXT frame in chops; the client must
+    send CLOSE(1007) after the invalid chop, before the rest of the frame is written.
+    """
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> object:
+        frame = build_frame(OP_TEXT, valid + invalid + rest, masked=False)
+        header = len(frame) - len(valid) - len(invalid) - len(rest)
+        writer.write(frame[: header + len(valid)])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(frame[header + len(valid) : header + len(valid) + len(invalid)])
+        await writer.drain()
+        return await _frames_until_close(reader)
+
+    frames = await _echo_client_against(script)
+    assert frames == [(OP_CLOSE, (1007).to_bytes(2, "big") + b"invalid data")]

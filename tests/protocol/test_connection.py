@@ -422,6 +422,85 @@ class TestSection8_1Utf8:
         assert server.failure is None
 
 
+class TestSection8_1Utf8InPartialFrames:
+    """RFC 6455 section 8.1, fail fast: invalid text fails as soon as its bytes arrive, even in
+    the middle of a frame that is not complete yet (Autobahn 6.4.3/6.4.4)."""
+
+    KOSME = "κόσμε".encode()
+
+    @pytest.mark.parametrize("repeat", [1, 10_000], ids=["small", "large"])
+    def test_invalid_bytes_fail_before_the_frame_completes(
+        self, conn: Connection, repeat: int
+    ) -> None:
+        # 6.4.3: one frame in three chops: header and a valid prefix, the invalid bytes, the
+        # rest. The large variant (over 64 KiB) takes the C parser's direct path.
+        prefix = self.KOSME * repeat
+        data = frame_to(conn, Opcode.TEXT, prefix + b"\xf4\x90\x80\x80" + b"edited")
+        cut = len(data) - 10
+        conn.receive_data(data[:cut])
+        assert conn.failure is None
+        assert_nothing_sent(conn)
+        conn.receive_data(data[cut : cut + 4])
+        assert conn.events_received() == []
+        assert_failing(conn, 1007)
+
+    def test_fails_at_the_first_byte_that_cannot_continue(self, conn: Connection) -> None:
+        # 6.4.4: F4 arrives alone (still completable), then 90 (above U+10FFFF): fail there.
+        data = frame_to(conn, Opcode.TEXT, self.KOSME + b"\xf4\x90\x80\x80" + b"edited")
+        cut = len(data) - 10
+        conn.receive_data(data[: cut + 1])
+        assert conn.failure is None
+        assert_nothing_sent(conn)
+        conn.receive_data(data[cut + 1 : cut + 2])
+        assert_failing(conn, 1007)
+
+    def test_in_a_continuation_frame(self, server: Connection) -> None:
+        # The continuation starts in the middle of a character begun by the first fragment.
+        server.receive_data(client_frame(Opcode.TEXT, self.KOSME + b"\xf4", fin=False))
+        assert server.failure is None
+        data = client_frame(Opcode.CONTINUATION, b"\x90\x80\x80edited")
+        server.receive_data(data[:-7])
+        assert_failing(server, 1007)
+
+    def test_after_complete_frames_in_the_same_read(self, server: Connection) -> None:
+        bad = client_frame(Opcode.TEXT, b"ok \xff and more")
+        server.receive_data(client_frame(Opcode.PING, b"p") + bad[:-5])
+        assert server.events_received() == [Ping(b"p")]
+        frames, eof = frames_sent(server)
+        assert [f.opcode for f in frames] == [Opcode.PONG, Opcode.CLOSE]
+        assert parse_close_code(frames[1].payload) == 1007
+        assert eof
+
+    @pytest.mark.parametrize("text", ["aé€😀z" * 3, "😀"])
+    def test_valid_text_one_byte_per_read(self, conn: Connection, text: str) -> None:
+        data = frame_to(conn, Opcode.TEXT, text.encode(), fin=False)
+        data += frame_to(conn, Opcode.CONTINUATION, text.encode())
+        for i in range(len(data)):
+            conn.receive_data(data[i : i + 1])
+        assert conn.events_received() == [text * 2]
+        assert conn.failure is None
+        assert_nothing_sent(conn)
+
+    def test_binary_frames_are_not_checked(self, server: Connection) -> None:
+        data = client_frame(Opcode.BINARY, b"\xff\xfe" * 10)
+        server.receive_data(data[:-3])
+        assert server.failure is None
+        server.receive_data(data[-3:])
+        assert server.events_received() == [b"\xff\xfe" * 10]
+
+    def test_binary_continuations_are_not_checked(self, server: Connection) -> None:
+        server.receive_data(client_frame(Opcode.BINARY, b"\xff", fin=False))
+        server.receive_data(client_frame(Opcode.CONTINUATION, b"\xfe\xfe\xfe")[:-1])
+        assert server.failure is None
+
+    def test_compressed_text_is_checked_once_decompressed(self) -> None:
+        server = Connection(Role.SERVER, deflate=PerMessageDeflate())
+        # Compressed bytes are not UTF-8: the partial frame must not be decoded as text.
+        data = client_frame(Opcode.TEXT, b"\xff\xfe\xfd\xfc\xfb", rsv1=True)
+        server.receive_data(data[:-2])
+        assert server.failure is None
+
+
 def parse_close_code(payload: bytes) -> int:
     """The code of a close frame's payload."""
     return int.from_bytes(payload[:2], "big")

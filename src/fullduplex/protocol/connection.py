@@ -188,6 +188,8 @@ class Connection:
         "_message_size",
         "_out",
         "_parser",
+        "_partial_checked",
+        "_partial_decoder",
         "_pending_failure",
         "_role",
         "_send_compressed",
@@ -239,6 +241,10 @@ class Connection:
         self._message_size = 0
         self._compressed = False
         self._decoder: codecs.IncrementalDecoder | None = None
+        # The text frame still incomplete at the end of the last read: how many bytes of its
+        # payload were validated as they came, and the decoder that did it (None when none).
+        self._partial_checked = 0
+        self._partial_decoder: codecs.IncrementalDecoder | None = None
         # The outgoing fragmented message in progress: its opcode (0 when none).
         self._send_opcode = 0
         self._send_compressed = False
@@ -346,8 +352,15 @@ class Connection:
             return
         parser = self._parser
         frames = parser.feed(data)
-        if not frames and parser.error is None:
-            return  # the usual case of a partial frame: nothing to do
+        if not frames:
+            if parser.error is None:
+                # The usual case of a partial frame: only its text, if any, needs a look.
+                self._check_partial_text()
+                return
+        elif self._partial_decoder is not None:
+            # The first frame is the one whose text was validated as it arrived: done with it.
+            self._partial_decoder = None
+            self._partial_checked = 0
         events = self._events
         if events is _NONE_YET:
             events = self._events = []
@@ -381,6 +394,38 @@ class Connection:
                     f"message over the local limit ({self._max_message_size} bytes)"
                 )
             self._fail_received(error)
+        elif parser.buffered:
+            self._check_partial_text()
+
+    def _check_partial_text(self) -> None:
+        """Validate the UTF-8 of a text frame that is still incomplete, as far as it arrived.
+
+        RFC 6455 section 8.1 wants invalid text to fail the connection as soon as it arrives,
+        not once the frame is whole. The bytes are decoded here only to be checked, and once
+        more when the frame completes: only text frames that span reads pay for it. Keeping
+        the text decoded here instead would decode each byte once, but joining the pieces
+        costs more than decoding again (measured: 1 MiB of ASCII in 64 KiB reads, 0.87 ms
+        against 0.10 ms; of Greek, 0.47 ms against 0.45 ms).
+        """
+        message = self._message_opcode
+        if message and self._compressed:
+            message = 2  # decompressed only once the frame is whole: nothing to check yet
+        data = self._parser.partial_text(self._partial_checked, message)
+        if not data:
+            return
+        decoder = self._partial_decoder
+        if decoder is None:
+            decoder = self._partial_decoder = _utf8_decoder()
+            if message:
+                # A continuation: start from where the message's own decoder stands (the
+                # first bytes of a character may have ended the previous fragment).
+                assert self._decoder is not None
+                decoder.setstate(self._decoder.getstate())
+        self._partial_checked += len(data)
+        try:
+            decoder.decode(data, False)
+        except UnicodeDecodeError:
+            self._fail_received(ProtocolError("invalid UTF-8", CloseCode.INVALID_DATA))
 
     def _handle_frame(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> bool:
         """Handle a frame off the fast path. Return False when no more frames may follow."""

@@ -19,6 +19,7 @@ from fullduplex.asyncio.client import connect
 from fullduplex.asyncio.server import Server, ServerWebSocket
 from fullduplex.brokers import MemoryBroker
 from fullduplex.exceptions import ConnectionClosedOK, InvalidStatus
+from fullduplex.protocol.frames import Opcode, serialize_frame
 from fullduplex.protocol.handshake import Response
 from tests.app.utils import Recorder, serving, url
 from tests.asyncio.utils import RawClient, wait_for
@@ -286,3 +287,23 @@ class TestConfigureGroups:
         with pytest.raises(ValueError, match="history_size"):
             app.configure_groups("chat:*", history_size=-1)
         assert app.broker.policies("chat:x").history_size == 0  # nothing was added
+
+
+class TestRepliesBeforeTheFailure:
+    """RFC 6455 7.1.7 in the App: a message and a violation in one read; the endpoint's reply
+    reaches the peer before the close frame (1002)."""
+
+    async def test_on_message_reply_then_close(self) -> None:
+        app = App()
+        app.on_message("/echo")(lambda session, message: message)
+        hello = serialize_frame(Opcode.TEXT, b"hello", mask=b"abcd")
+        bad = bytes([hello[0] | 0x20]) + hello[1:]  # RSV2
+        async with serving(app) as server:
+            raw = await RawClient.open(server.port)
+            await raw.handshake("/echo")
+            raw.writer.write(hello + bad)
+            first = await raw.read_frame()
+            second = await raw.read_frame()
+            await raw.close()
+        assert (first.opcode, first.payload) == (1, b"hello")
+        assert (second.opcode, second.payload[:2]) == (8, b"\x03\xea")

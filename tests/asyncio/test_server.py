@@ -641,3 +641,88 @@ class TestPerConnectionLimit:
                 server_ws.max_message_size = 10
             assert server_ws.max_message_size == 2**20
             handlers.release()
+
+
+def _hello_then_violation() -> bytes:
+    """TEXT("hello"), TEXT("hello") with RSV2 (a violation), PING("after"): one client write."""
+    bad = bytearray(serialize_frame(Opcode.TEXT, b"hello", mask=b"abcd"))
+    bad[0] |= 0x20
+    return (
+        serialize_frame(Opcode.TEXT, b"hello", mask=b"abcd")
+        + bytes(bad)
+        + serialize_frame(Opcode.PING, b"after", mask=b"abcd")
+    )
+
+
+async def _frames_after(port: int, data: bytes) -> list[tuple[int, bytes]]:
+    """Open a raw connection, write ``data`` at once; return every frame until EOF."""
+    raw = await RawClient.open(port)
+    try:
+        await raw.handshake()
+        raw.writer.write(data)
+        frames = []
+        while True:
+            try:
+                frame = await raw.read_frame()
+            except EOFError:
+                return frames
+            frames.append((frame.opcode, frame.payload[:2] if frame.opcode == 8 else frame.payload))
+    finally:
+        await raw.close()
+
+
+class TestSection7_1_7RepliesBeforeTheFailure:
+    """Valid messages, then a violation in the same read: the messages reach the handler, its
+    replies reach the peer, and only then the close frame (1002); nothing after it."""
+
+    EXPECTED = [(Opcode.TEXT, b"hello"), (Opcode.CLOSE, b"\x03\xea")]
+
+    async def test_callback_handler(self) -> None:
+        def echo_callbacks(ws: WebSocket) -> None:
+            ws.on_message = ws.send_nowait
+
+        async with serve(echo_callbacks, "127.0.0.1", 0) as server:
+            assert await _frames_after(server.port, _hello_then_violation()) == self.EXPECTED
+
+    async def test_async_for_handler(self) -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            assert await _frames_after(server.port, _hello_then_violation()) == self.EXPECTED
+
+    async def test_handler_that_replies_later(self) -> None:
+        async def slow_echo(ws: Any) -> None:
+            async for message in ws:
+                await asyncio.sleep(0.01)
+                await ws.send(message)
+
+        async with serve(slow_echo, "127.0.0.1", 0) as server:
+            assert await _frames_after(server.port, _hello_then_violation()) == self.EXPECTED
+
+    async def test_handler_back_in_recv_without_replying(self) -> None:
+        received: list[Any] = []
+
+        async def mute(ws: Any) -> None:
+            async for message in ws:
+                received.append(message)
+
+        async with serve(mute, "127.0.0.1", 0) as server:
+            frames = await _frames_after(server.port, _hello_then_violation())
+        assert frames == self.EXPECTED[1:]
+        assert received == ["hello"]
+
+    @pytest.mark.parametrize("reads", [False, True], ids=["never-reads", "reads-then-stalls"])
+    async def test_the_wait_is_bounded(self, reads: bool) -> None:
+        # A handler that never takes the message, or takes it and never comes back: the close
+        # frame still leaves (after FAILURE_GRACE at most), and the connection ends.
+        stall = asyncio.Event()
+
+        async def stuck(ws: Any) -> None:
+            if reads:
+                await ws.recv()
+            await stall.wait()
+
+        async with serve(stuck, "127.0.0.1", 0) as server:
+            try:
+                frames = await _frames_after(server.port, _hello_then_violation())
+            finally:
+                stall.set()  # the server waits for its handlers when it stops
+        assert frames == self.EXPECTED[1:]

@@ -422,6 +422,185 @@ class TestSection8_1Utf8:
         assert server.failure is None
 
 
+class TestSection8_1Utf8InPartialFrames:
+    """RFC 6455 section 8.1, fail fast: invalid text fails as soon as its bytes arrive, even in
+    the middle of a frame that is not complete yet (Autobahn 6.4.3/6.4.4)."""
+
+    KOSME = "κόσμε".encode()
+
+    @pytest.mark.parametrize("repeat", [1, 10_000], ids=["small", "large"])
+    def test_invalid_bytes_fail_before_the_frame_completes(
+        self, conn: Connection, repeat: int
+    ) -> None:
+        # 6.4.3: one frame in three chops: header and a valid prefix, the invalid bytes, the
+        # rest. The large variant (over 64 KiB) takes the C parser's direct path.
+        prefix = self.KOSME * repeat
+        data = frame_to(conn, Opcode.TEXT, prefix + b"\xf4\x90\x80\x80" + b"edited")
+        cut = len(data) - 10
+        conn.receive_data(data[:cut])
+        assert conn.failure is None
+        assert_nothing_sent(conn)
+        conn.receive_data(data[cut : cut + 4])
+        assert conn.events_received() == []
+        assert_failing(conn, 1007)
+
+    def test_fails_at_the_first_byte_that_cannot_continue(self, conn: Connection) -> None:
+        # 6.4.4: F4 arrives alone (still completable), then 90 (above U+10FFFF): fail there.
+        data = frame_to(conn, Opcode.TEXT, self.KOSME + b"\xf4\x90\x80\x80" + b"edited")
+        cut = len(data) - 10
+        conn.receive_data(data[: cut + 1])
+        assert conn.failure is None
+        assert_nothing_sent(conn)
+        conn.receive_data(data[cut + 1 : cut + 2])
+        assert_failing(conn, 1007)
+
+    def test_in_a_continuation_frame(self, server: Connection) -> None:
+        # The continuation starts in the middle of a character begun by the first fragment.
+        server.receive_data(client_frame(Opcode.TEXT, self.KOSME + b"\xf4", fin=False))
+        assert server.failure is None
+        data = client_frame(Opcode.CONTINUATION, b"\x90\x80\x80edited")
+        server.receive_data(data[:-7])
+        assert_failing(server, 1007)
+
+    def test_after_complete_frames_in_the_same_read(self, server: Connection) -> None:
+        bad = client_frame(Opcode.TEXT, b"ok \xff and more")
+        server.receive_data(client_frame(Opcode.PING, b"p") + bad[:-5])
+        assert server.events_received() == [Ping(b"p")]
+        frames, eof = frames_sent(server)
+        assert [f.opcode for f in frames] == [Opcode.PONG, Opcode.CLOSE]
+        assert parse_close_code(frames[1].payload) == 1007
+        assert eof
+
+    @pytest.mark.parametrize("text", ["aé€😀z" * 3, "😀"])
+    def test_valid_text_one_byte_per_read(self, conn: Connection, text: str) -> None:
+        data = frame_to(conn, Opcode.TEXT, text.encode(), fin=False)
+        data += frame_to(conn, Opcode.CONTINUATION, text.encode())
+        for i in range(len(data)):
+            conn.receive_data(data[i : i + 1])
+        assert conn.events_received() == [text * 2]
+        assert conn.failure is None
+        assert_nothing_sent(conn)
+
+    def test_binary_frames_are_not_checked(self, server: Connection) -> None:
+        data = client_frame(Opcode.BINARY, b"\xff\xfe" * 10)
+        server.receive_data(data[:-3])
+        assert server.failure is None
+        server.receive_data(data[-3:])
+        assert server.events_received() == [b"\xff\xfe" * 10]
+
+    def test_binary_continuations_are_not_checked(self, server: Connection) -> None:
+        server.receive_data(client_frame(Opcode.BINARY, b"\xff", fin=False))
+        server.receive_data(client_frame(Opcode.CONTINUATION, b"\xfe\xfe\xfe")[:-1])
+        assert server.failure is None
+
+    def test_compressed_text_is_checked_once_decompressed(self) -> None:
+        server = Connection(Role.SERVER, deflate=PerMessageDeflate())
+        # Compressed bytes are not UTF-8: the partial frame must not be decoded as text.
+        data = client_frame(Opcode.TEXT, b"\xff\xfe\xfd\xfc\xfb", rsv1=True)
+        server.receive_data(data[:-2])
+        assert server.failure is None
+
+
+def parse_close_code(payload: bytes) -> int:
+    """The code of a close frame's payload."""
+    return int.from_bytes(payload[:2], "big")
+
+
+class TestSection7_1_7FailureAfterValidMessages:
+    """A read with valid messages and then a violation (Autobahn 3.2, 4.1.3, 5.15...): the
+    messages are delivered, and replies sent to them go out before the close frame."""
+
+    VIOLATIONS = {
+        "rsv2": (0x40 >> 1, Opcode.TEXT, b"hello", 1002),
+        "reserved opcode 5": (0, 5, b"", 1002),
+        "reserved opcode 0xB": (0, 0xB, b"", 1002),
+        "fragmented ping": (0, Opcode.PING, b"p", 1002),
+        "continuation without message": (0, Opcode.CONTINUATION, b"x", 1002),
+        "invalid utf-8": (0, Opcode.TEXT, b"\xff", 1007),
+    }
+
+    def bad_frame(self, conn: Connection, kind: str) -> tuple[bytes, int]:
+        rsv, opcode, payload, code = self.VIOLATIONS[kind]
+        fin = kind != "fragmented ping"
+        header = frame_to(conn, opcode, payload, fin=fin)
+        return bytes([header[0] | rsv]) + header[1:], code
+
+    @pytest.mark.parametrize("kind", list(VIOLATIONS))
+    def test_reply_goes_before_the_close_frame(self, conn: Connection, kind: str) -> None:
+        bad, code = self.bad_frame(conn, kind)
+        conn.receive_data(
+            frame_to(conn, Opcode.TEXT, b"hello") + bad + frame_to(conn, Opcode.PING, b"after")
+        )
+        assert conn.events_received() == ["hello"]
+        assert conn.failure_pending
+        assert state_of(conn) is State.OPEN
+        conn.send_text("hello")
+        frames, eof = frames_sent(conn)
+        assert [(f.opcode, f.payload[:2]) for f in frames] == [
+            (Opcode.TEXT, b"he"),
+            (Opcode.CLOSE, code.to_bytes(2, "big")),
+        ]
+        assert eof is (conn.role is Role.SERVER)
+        assert not conn.failure_pending
+        assert conn.failure is not None and conn.failure.code == code
+        assert state_of(conn) is State.LOCAL_CLOSING
+        assert conn.close_sent == Close(code, conn.close_sent.reason if conn.close_sent else "")
+
+    def test_close_frame_on_the_next_data_to_send_without_reply(self, server: Connection) -> None:
+        bad, _ = self.bad_frame(server, "rsv2")
+        server.receive_data(client_frame(Opcode.BINARY, b"\x00") + bad)
+        assert server.events_received() == [b"\x00"]
+        assert server.failure is None
+        frames, eof = frames_sent(server)
+        assert [f.opcode for f in frames] == [Opcode.CLOSE]
+        assert eof
+        assert server.failure is not None and server.failure.code == 1002
+
+    def test_pong_and_message_before_the_violation(self, server: Connection) -> None:
+        bad, _ = self.bad_frame(server, "reserved opcode 5")
+        server.receive_data(client_frame(Opcode.PING, b"1") + client_frame(Opcode.TEXT, b"m") + bad)
+        assert server.events_received() == [Ping(b"1"), "m"]
+        frames, _ = frames_sent(server)
+        assert [f.opcode for f in frames] == [Opcode.PONG, Opcode.CLOSE]
+
+    def test_input_is_dropped_while_pending(self, server: Connection) -> None:
+        bad, _ = self.bad_frame(server, "rsv2")
+        server.receive_data(client_frame(Opcode.TEXT, b"a") + bad)
+        server.receive_data(client_frame(Opcode.TEXT, b"b"))
+        assert server.events_received() == ["a"]
+        assert server.close_code_final
+
+    def test_violation_alone_is_not_held(self, server: Connection) -> None:
+        bad, _ = self.bad_frame(server, "rsv2")
+        server.receive_data(bad)
+        assert not server.failure_pending
+        assert_failing(server, 1002)
+
+    def test_events_taken_before_the_violation_are_not_waited_for(self, server: Connection) -> None:
+        server.receive_data(client_frame(Opcode.TEXT, b"a"))
+        assert server.events_received() == ["a"]
+        bad, _ = self.bad_frame(server, "rsv2")
+        server.receive_data(bad)
+        assert not server.failure_pending
+
+    @pytest.mark.parametrize("how", ["send_close", "fail", "receive_eof"])
+    def test_other_ways_out_send_the_failure(self, server: Connection, how: str) -> None:
+        bad, _ = self.bad_frame(server, "reserved opcode 0xB")
+        server.receive_data(client_frame(Opcode.TEXT, b"a") + bad)
+        if how == "send_close":
+            server.send_close(1000)
+        elif how == "fail":
+            server.fail(1011)
+        else:
+            server.receive_eof()
+        assert not server.failure_pending
+        assert server.close_sent is not None and server.close_sent.code == 1002
+        assert server.failure is not None and server.failure.code == 1002
+        frames, eof = frames_sent(server)
+        assert [f.opcode for f in frames] == [Opcode.CLOSE]
+        assert eof
+
+
 class TestSection10_4Limits:
     """RFC 6455 section 10.4: max_message_size and max_frame_size (1009)."""
 

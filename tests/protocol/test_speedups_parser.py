@@ -273,3 +273,55 @@ class TestAnnouncedIsNotReserved:
             tracemalloc.stop()
         assert all(parser.buffered == 15 for parser in parsers)
         assert used < 31 * 200 * 1024, used  # 16 MiB each before: 496 MiB in all
+
+
+class TestPartialText:
+    """partial_text: the text received so far of an incomplete frame, as the reference says."""
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        stream=st.lists(_frame, max_size=4),
+        cuts=st.lists(st.integers(min_value=0, max_value=70000), max_size=6),
+        masked=st.booleans(),
+    )
+    def test_same_as_reference(
+        self, speedups: ModuleType, stream: list[bytes], cuts: list[int], masked: bool
+    ) -> None:
+        fast, reference = _both(speedups, mask_required=masked, allow_rsv1=True)
+        for piece in _cut(b"".join(stream), cuts):
+            fast.feed(piece)
+            reference.feed(piece)
+            for start in (0, 1, 3, 6, 65536, 70000):
+                for message in (0, 1, 2):
+                    expected = reference.partial_text(start, message)
+                    assert fast.partial_text(start, message) == expected
+
+    @pytest.mark.parametrize("length", [10, 200, 70_000])
+    @pytest.mark.parametrize("masked", [False, True])
+    def test_unmasks_from_any_offset(self, speedups: ModuleType, length: int, masked: bool) -> None:
+        payload = bytes(range(256)) * (length // 256 + 1)
+        data = serialize_frame(1, payload[:length], mask=MASK if masked else None)
+        for parser in _both(speedups, mask_required=masked):
+            assert parser.partial_text(0, 0) is None  # nothing buffered
+            assert parser.feed(data[:-1]) == []
+            header = len(data) - length
+            assert parser.partial_text(0, 0) == payload[: length - 1]
+            assert parser.partial_text(5, 0) == payload[5 : length - 1]
+            assert parser.partial_text(length, 0) == b""
+            assert parser.partial_text(0, 1) is None  # a TEXT frame inside a message
+            assert header > 0
+
+    def test_continuation_only_inside_a_text_message(self, speedups: ModuleType) -> None:
+        data = serialize_frame(0, b"abcdef", fin=True)[:-2]
+        for parser in _both(speedups, mask_required=False):
+            parser.feed(data)
+            assert parser.partial_text(0, 1) == b"abcd"
+            assert parser.partial_text(0, 0) is None
+            assert parser.partial_text(0, 2) is None
+
+    def test_bad_arguments(self, speedups: ModuleType) -> None:
+        parser = speedups.FrameParser(mask_required=False)
+        with pytest.raises(ValueError, match="negative"):
+            parser.partial_text(-1, 0)
+        with pytest.raises(TypeError):
+            parser.partial_text(0)

@@ -191,6 +191,26 @@ class TestReceive:
             assert ws.wait_closed(seconds(5))
             assert ws.state is State.CLOSED
 
+    def test_message_before_a_violation_then_the_failure(self) -> None:
+        # A message and a violation (RSV2) in one write: the message is delivered, then the
+        # failure; this API answers in the application's thread, so the close leaves at once.
+        sent: list[bytes] = []
+
+        def respond(conn: socket.socket, server: RawServer) -> None:
+            conn.sendall(switching_protocols(read_request(conn)))
+            conn.sendall(b"\x81\x05hello" + b"\xa1\x05hello")
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+            sent.extend(frame.payload[:2] for frame in server.frames(data))
+
+        with RawServer(respond) as server, connect(server.url, close_timeout=seconds(2)) as ws:
+            assert ws.recv(timeout=seconds(5)) == "hello"
+            with pytest.raises(ConnectionClosedError) as exc_info:
+                ws.recv(timeout=seconds(5))
+            assert exc_info.value.sent_code == 1002
+        assert sent == [b"\x03\xea"]
+
     def test_close_code_is_none_while_open(self, ws: WebSocket) -> None:
         assert ws.state is State.OPEN
         assert ws.close_code is None

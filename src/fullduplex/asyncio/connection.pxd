@@ -15,6 +15,7 @@ cdef class WebSocket:
     cdef public bint _debug
     cdef public list _drain_waiters
     cdef public bint _eof
+    cdef public object _failure_hold
     cdef public object _fragmenting
     cdef public object _keepalive_data
     cdef public object _keepalive_handle

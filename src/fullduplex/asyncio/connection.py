@@ -61,6 +61,7 @@ __all__ = [
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
     "DEFAULT_WRITE_LIMIT",
+    "FAILURE_GRACE",
     "Data",
     "LoggerLike",
     "Message",
@@ -79,6 +80,9 @@ DEFAULT_PING_INTERVAL: Final = 20.0
 DEFAULT_PING_TIMEOUT: Final = 20.0
 DEFAULT_OPEN_TIMEOUT: Final = 10.0
 DEFAULT_CLOSE_TIMEOUT: Final = 10.0
+#: How long the close frame that fails a connection may wait for the handler to answer the
+#: messages received before the violation (at most close_timeout): see ``_hold_failure``.
+FAILURE_GRACE: Final = 1.0
 
 _OLD_ASYNCIO: Final = sys.version_info < (3, 12)
 # A module constant: State.OPEN is a slow attribute lookup on 3.11 (EnumType.__getattr__).
@@ -103,6 +107,15 @@ class WebSocket:
     connection closes; it ends quietly on a normal close (1000 or 1001) and raises
     :class:`~fullduplex.exceptions.ConnectionClosedError` otherwise.
 
+    When the peer sends valid messages and then breaks the protocol in the same read, those
+    messages are still delivered and the replies sent to them reach the peer before the close
+    frame (1002, 1007...). An ``on_message`` callback answers inline, so the close frame
+    follows at once. A handler that reads with ``recv()`` or ``async for`` runs in a task: the
+    close frame waits until it comes back to ``recv()`` having taken every such message, or
+    until anything else is sent, or :data:`FAILURE_GRACE` seconds (at most ``close_timeout``),
+    whichever comes first. Nothing is sent after the close frame: a reply later than that
+    raises :class:`~fullduplex.exceptions.ConnectionClosed`.
+
     Attributes:
         id: A short identifier for log lines about this connection.
         on_message: When set to a callable, each message is passed to it from the transport's
@@ -123,6 +136,7 @@ class WebSocket:
         "_debug",
         "_drain_waiters",
         "_eof",
+        "_failure_hold",
         "_fragmenting",
         "_keepalive_data",
         "_keepalive_handle",
@@ -196,6 +210,8 @@ class WebSocket:
         self._receiving = False
         self._recv_waiter: asyncio.Future[Any] | None = None
         self._eof = False
+        # Set while the protocol holds a failure back for queued messages (see _hold_failure).
+        self._failure_hold: Deadline | None = None
         # Sending.
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -306,6 +322,10 @@ class WebSocket:
             if self._reading_paused and len(messages) <= self._low_water and not self._write_paused:
                 self._resume_reading()
             return message
+        if self._failure_hold is not None:
+            # Back for more after every message before a violation: its replies are written,
+            # so now the close frame (which ends the stream: the next check raises).
+            self._release_failure()
         if self._eof:
             raise self._closed_exception()
         if self._recv_waiter is not None:
@@ -386,6 +406,32 @@ class WebSocket:
             self._recv_waiter = None
             if not waiter.done():
                 waiter.set_result(_EOF)
+
+    def _hold_failure(self) -> None:
+        """Hold the close frame of a violation back while the messages before it are handled.
+
+        The peer sent valid messages and then broke the protocol in the same read. A callback
+        (on_message) has already answered the messages, so the close frame follows at once.
+        A handler that reads with ``recv()`` / ``async for`` runs in its own task: the close
+        frame waits until that handler comes back to ``recv()`` with every such message taken
+        (its replies are written by then), until anything else is sent (the close frame
+        follows that), or :data:`FAILURE_GRACE` seconds (at most ``close_timeout``), whichever
+        comes first. Nothing is read meanwhile, and nothing is ever sent after the close frame.
+        """
+        if self._failure_hold is None and not self._lost:
+            grace = FAILURE_GRACE
+            if self._close_timeout is not None and self._close_timeout < grace:
+                grace = self._close_timeout
+            self._failure_hold = self._timers.call_later(grace, self._release_failure)
+
+    def _release_failure(self) -> None:
+        """Send the close frame held by _hold_failure (if it has not left already)."""
+        hold = self._failure_hold
+        if hold is not None:
+            self._failure_hold = None
+            hold.cancel()
+        if self._conn is not None and not self._lost:
+            self._flush()
 
     def _closed_exception(self) -> ConnectionClosed:
         if self._conn is None:
@@ -711,7 +757,14 @@ class WebSocket:
                         replied = True  # the protocol queued the pong; it leaves with the flush
             finally:
                 self._receiving = False
-                self._flush()
+                if (
+                    conn._pending_failure is not None
+                    and self.on_message is None
+                    and any(type(event) is str or type(event) is bytes for event in events)
+                ):
+                    self._hold_failure()
+                else:
+                    self._flush()
         else:
             self._flush()
         # The write buffer is over write_limit and the peer's pings still call for pongs:
@@ -754,7 +807,12 @@ class WebSocket:
             conn.receive_eof()
             conn.events_received()
             conn.data_to_send()
-        for handle in (self._close_handle, self._keepalive_handle, self._pong_timeout_handle):
+        for handle in (
+            self._close_handle,
+            self._keepalive_handle,
+            self._pong_timeout_handle,
+            self._failure_hold,
+        ):
             if handle is not None:
                 handle.cancel()
         self._end_of_stream()

@@ -818,6 +818,89 @@ fp_set_error(FrameParserObject *self, PyObject *value, void *closure)
     return 0;
 }
 
+PyDoc_STRVAR(fp_partial_text_doc,
+"partial_text($self, start, message, /)\n--\n\n"
+"The text payload of an incomplete frame received so far, from start on (see frames.py).");
+
+/* Mirrors FrameParser.partial_text: the incomplete frame is either direct (its payload already
+ * unmasked in self->pending) or at the start of the buffer, header included, still masked. */
+static PyObject *
+fp_partial_text(FrameParserObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "partial_text() takes exactly 2 arguments");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[0]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    long message = PyLong_AsLong(args[1]);
+    if (message == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (start < 0) {
+        PyErr_SetString(PyExc_ValueError, "start must not be negative");
+        return NULL;
+    }
+    unsigned b0;
+    const uint8_t *payload;
+    Py_ssize_t received;
+    const uint8_t *mask = NULL;
+    if (self->pending != NULL) {
+        b0 = self->pending_b0;
+        payload = (const uint8_t *)PyBytes_AS_STRING(self->pending);
+        received = self->pending_filled;
+    }
+    else {
+        if (self->len < 2) {
+            Py_RETURN_NONE;
+        }
+        b0 = self->buf[0];
+        unsigned b1 = self->buf[1];
+        unsigned length = b1 & 0x7F;
+        Py_ssize_t header_end = length == 126 ? 4 : length == 127 ? 10 : 2;
+        if (b1 & 0x80) {
+            header_end += MASK_LEN;
+        }
+        if (header_end > self->len) {
+            Py_RETURN_NONE;
+        }
+        /* The frame is incomplete, so every byte after its header belongs to its payload. */
+        payload = self->buf + header_end;
+        received = self->len - header_end;
+        if (b1 & 0x80) {
+            mask = self->buf + header_end - MASK_LEN;
+        }
+    }
+    unsigned opcode = b0 & 0x0F;
+    if (opcode == 1) {
+        if (message || (b0 & 0x40)) {
+            Py_RETURN_NONE;
+        }
+    }
+    else if (opcode != 0 || message != 1) {
+        Py_RETURN_NONE;
+    }
+    if (start >= received) {
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    Py_ssize_t n = received - start;
+    if (mask == NULL) {
+        return PyBytes_FromStringAndSize((const char *)payload + start, n);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (out == NULL) {
+        return NULL;
+    }
+    uint8_t rotated[MASK_LEN];
+    for (int k = 0; k < MASK_LEN; k++) {
+        rotated[k] = mask[(start + k) & (MASK_LEN - 1)];
+    }
+    fd_xor_mask(payload + start, (uint8_t *)PyBytes_AS_STRING(out), n, rotated);
+    return out;
+}
+
 static PyGetSetDef fp_getset[] = {
     {"buffered", (getter)fp_get_buffered, NULL, "How many bytes wait for the rest of their frame.",
      NULL},
@@ -828,6 +911,8 @@ static PyGetSetDef fp_getset[] = {
 
 static PyMethodDef fp_methods[] = {
     {"feed", (PyCFunction)fp_feed, METH_O, fp_feed_doc},
+    {"partial_text", (PyCFunction)(void (*)(void))fp_partial_text, METH_FASTCALL,
+     fp_partial_text_doc},
     {NULL, NULL, 0, NULL},
 };
 

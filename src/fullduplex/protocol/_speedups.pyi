@@ -41,6 +41,8 @@ class FrameParser:
         """How many bytes wait for the rest of their frame."""
     def feed(self, data: Buffer, /) -> list[Frame]:
         """Parse ``data`` after whatever was buffered; return the frames it completes."""
+    def partial_text(self, start: int, message: int, /) -> bytes | None:
+        """The text payload of an incomplete frame received so far, from ``start`` on."""
 
 def setup(
     frame_type: type[Frame],

@@ -21,6 +21,9 @@ cdef class Connection:
     cdef public Py_ssize_t _message_size
     cdef public list _out
     cdef public object _parser
+    cdef public Py_ssize_t _partial_checked
+    cdef public object _partial_decoder
+    cdef public object _pending_failure
     cdef public object _role
     cdef public bint _send_compressed
     cdef public int _send_opcode

@@ -188,6 +188,9 @@ class Connection:
         "_message_size",
         "_out",
         "_parser",
+        "_partial_checked",
+        "_partial_decoder",
+        "_pending_failure",
         "_role",
         "_send_compressed",
         "_send_opcode",
@@ -238,6 +241,10 @@ class Connection:
         self._message_size = 0
         self._compressed = False
         self._decoder: codecs.IncrementalDecoder | None = None
+        # The text frame still incomplete at the end of the last read: how many bytes of its
+        # payload were validated as they came, and the decoder that did it (None when none).
+        self._partial_checked = 0
+        self._partial_decoder: codecs.IncrementalDecoder | None = None
         # The outgoing fragmented message in progress: its opcode (0 when none).
         self._send_opcode = 0
         self._send_compressed = False
@@ -247,6 +254,9 @@ class Connection:
         self.close_sent: Close | None = None
         #: The protocol error that failed the connection, or None: for the local log.
         self.failure: ProtocolError | None = None
+        # A violation found after messages that are still to be handed over: its close frame
+        # waits for the next data_to_send, so that replies to those messages go out first.
+        self._pending_failure: ProtocolError | None = None
 
     # ---- state ---------------------------------------------------------------------------
 
@@ -311,6 +321,20 @@ class Connection:
         """
         return self._state is _LOCAL_CLOSING or self._state is _REMOTE_CLOSING
 
+    @property
+    def failure_pending(self) -> bool:
+        """Tell whether a protocol violation waits to fail the connection.
+
+        When a read holds valid messages and then a violation (a reserved bit, a reserved
+        opcode, a fragmented ping...), :meth:`receive_data` queues the messages as events and
+        holds the failure: no more input is processed, but the state stays OPEN so that the
+        application may still answer those messages. The next :meth:`data_to_send` (or
+        :meth:`send_close`, :meth:`fail`, :meth:`receive_eof`) queues the close frame after
+        whatever was sent meanwhile. A driver that hands messages to the application later
+        (in another task) may delay that call for a bounded time; it must not delay it forever.
+        """
+        return self._pending_failure is not None
+
     # ---- receiving -----------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray) -> None:
@@ -319,14 +343,24 @@ class Connection:
         After calling this, you must call :meth:`data_to_send` and write what it returns
         (pongs, close replies), and you should call :meth:`events_received` and handle the
         events. A protocol violation in ``data`` never raises: it queues a close frame with the
-        right code (1002, 1007, 1009), sets :attr:`failure`, and drops all further input.
+        right code (1002, 1007, 1009), sets :attr:`failure`, and drops all further input. When
+        events queued before the violation are not handed over yet, the close frame waits for
+        the next :meth:`data_to_send` instead (see :attr:`failure_pending`), so that replies to
+        the messages before the violation reach the peer before it.
         """
         if self._discarding:
             return
         parser = self._parser
         frames = parser.feed(data)
-        if not frames and parser.error is None:
-            return  # the usual case of a partial frame: nothing to do
+        if not frames:
+            if parser.error is None:
+                # The usual case of a partial frame: only its text, if any, needs a look.
+                self._check_partial_text()
+                return
+        elif self._partial_decoder is not None:
+            # The first frame is the one whose text was validated as it arrived: done with it.
+            self._partial_decoder = None
+            self._partial_checked = 0
         events = self._events
         if events is _NONE_YET:
             events = self._events = []
@@ -336,17 +370,17 @@ class Connection:
             if fin and not rsv1 and not self._message_opcode:
                 if opcode == _TEXT:
                     if max_size is not None and len(payload) > max_size:
-                        self._fail_with(PayloadTooBig(_too_big(len(payload), max_size)))
+                        self._fail_received(PayloadTooBig(_too_big(len(payload), max_size)))
                         return
                     try:
                         events.append(payload.decode())
                     except UnicodeDecodeError:
-                        self._fail_with(ProtocolError("invalid UTF-8", CloseCode.INVALID_DATA))
+                        self._fail_received(ProtocolError("invalid UTF-8", CloseCode.INVALID_DATA))
                         return
                     continue
                 if opcode == _BINARY:
                     if max_size is not None and len(payload) > max_size:
-                        self._fail_with(PayloadTooBig(_too_big(len(payload), max_size)))
+                        self._fail_received(PayloadTooBig(_too_big(len(payload), max_size)))
                         return
                     events.append(payload)
                     continue
@@ -359,7 +393,39 @@ class Connection:
                 error = PayloadTooBig(
                     f"message over the local limit ({self._max_message_size} bytes)"
                 )
-            self._fail_with(error)
+            self._fail_received(error)
+        elif parser.buffered:
+            self._check_partial_text()
+
+    def _check_partial_text(self) -> None:
+        """Validate the UTF-8 of a text frame that is still incomplete, as far as it arrived.
+
+        RFC 6455 section 8.1 wants invalid text to fail the connection as soon as it arrives,
+        not once the frame is whole. The bytes are decoded here only to be checked, and once
+        more when the frame completes: only text frames that span reads pay for it. Keeping
+        the text decoded here instead would decode each byte once, but joining the pieces
+        costs more than decoding again (measured: 1 MiB of ASCII in 64 KiB reads, 0.87 ms
+        against 0.10 ms; of Greek, 0.47 ms against 0.45 ms).
+        """
+        message = self._message_opcode
+        if message and self._compressed:
+            message = 2  # decompressed only once the frame is whole: nothing to check yet
+        data = self._parser.partial_text(self._partial_checked, message)
+        if not data:
+            return
+        decoder = self._partial_decoder
+        if decoder is None:
+            decoder = self._partial_decoder = _utf8_decoder()
+            if message:
+                # A continuation: start from where the message's own decoder stands (the
+                # first bytes of a character may have ended the previous fragment).
+                assert self._decoder is not None
+                decoder.setstate(self._decoder.getstate())
+        self._partial_checked += len(data)
+        try:
+            decoder.decode(data, False)
+        except UnicodeDecodeError:
+            self._fail_received(ProtocolError("invalid UTF-8", CloseCode.INVALID_DATA))
 
     def _handle_frame(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> bool:
         """Handle a frame off the fast path. Return False when no more frames may follow."""
@@ -367,12 +433,12 @@ class Connection:
             return self._handle_control_frame(opcode, payload)
         if opcode == _CONTINUATION:
             if not self._message_opcode:
-                return self._fail_with(ProtocolError("continuation frame without a message"))
+                return self._fail_received(ProtocolError("continuation frame without a message"))
             if rsv1:
-                return self._fail_with(ProtocolError("RSV1 set on a continuation frame"))
+                return self._fail_received(ProtocolError("RSV1 set on a continuation frame"))
         else:
             if self._message_opcode:
-                return self._fail_with(ProtocolError("new message before the last one ended"))
+                return self._fail_received(ProtocolError("new message before the last one ended"))
             self._message_opcode = opcode
             self._message_size = 0
             self._compressed = rsv1
@@ -387,14 +453,14 @@ class Connection:
                 payload = self._deflate.decompress(payload, fin, budget)
             except PayloadTooBig:
                 # Decompression stopped at the budget left: the message is over the limit.
-                return self._fail_with(
+                return self._fail_received(
                     PayloadTooBig(f"message over the local limit ({max_size} bytes)")
                 )
             except ProtocolError as exc:
-                return self._fail_with(exc)
+                return self._fail_received(exc)
         self._message_size += len(payload)
         if max_size is not None and self._message_size > max_size:
-            return self._fail_with(PayloadTooBig(_too_big(self._message_size, max_size)))
+            return self._fail_received(PayloadTooBig(_too_big(self._message_size, max_size)))
         decoder = self._decoder
         if decoder is not None:
             try:
@@ -402,7 +468,7 @@ class Connection:
                 # section 8.1) and decodes every byte exactly once.
                 text = decoder.decode(payload, fin)
             except UnicodeDecodeError:
-                return self._fail_with(ProtocolError("invalid UTF-8", CloseCode.INVALID_DATA))
+                return self._fail_received(ProtocolError("invalid UTF-8", CloseCode.INVALID_DATA))
             self._message_parts.append(text)
         else:
             self._message_parts.append(payload)
@@ -427,7 +493,7 @@ class Connection:
         try:
             code, reason = parse_close(payload)
         except ProtocolError as exc:
-            return self._fail_with(exc)
+            return self._fail_received(exc)
         self.close_rcvd = Close(code, reason)
         self._queue_event(self.close_rcvd)
         if self._state is _OPEN:
@@ -451,6 +517,8 @@ class Connection:
         """
         if self._state is _CLOSED:
             return
+        if self._pending_failure is not None:
+            self._apply_pending_failure()
         self._transition(_Trigger.RECEIVE_EOF)
         self._discarding = True
         self._send_eof()
@@ -477,7 +545,12 @@ class Connection:
         it (write_eof) where possible, else close it. A frame may span two items (a server's
         header, then a payload of :data:`SPLIT_PAYLOAD_MIN` bytes or more, as given): write
         them in order, and write a large item on its own rather than joining it with others.
+
+        A failure held by :meth:`receive_data` (:attr:`failure_pending`) is applied first: its
+        close frame comes last, after whatever was sent since.
         """
+        if self._pending_failure is not None:
+            self._apply_pending_failure()
         out = self._out
         if out is _NONE_YET:
             return []
@@ -620,6 +693,10 @@ class Connection:
             InvalidState: The connection is not OPEN.
             ValueError: The code may not be sent, or the reason is too long.
         """
+        if self._pending_failure is not None:
+            # The peer broke the protocol: its close frame (1002, 1007...) is the one to send.
+            self._apply_pending_failure()
+            return
         if self._state is not _OPEN:
             raise InvalidState(f"cannot close: connection is {self._state.name}")
         if code is not None and not is_valid_close_code(code):
@@ -642,6 +719,10 @@ class Connection:
         Raises:
             ValueError: The code may not be sent, or the reason is too long.
         """
+        if self._pending_failure is not None:
+            # A violation of the peer's is already on its way to fail the connection.
+            self._apply_pending_failure()
+            return
         if self._state is _OPEN:
             try:
                 payload = serialize_close(code, reason)
@@ -661,6 +742,27 @@ class Connection:
             self._logger.debug("! failing the connection: %s", exc)
         self.fail(exc.code, _FAILURE_REASONS.get(exc.code, ""))
         return False
+
+    def _fail_received(self, exc: ProtocolError) -> bool:
+        """Fail for a violation in received data. Always returns False.
+
+        Events not yet handed over came before the violation and are valid: they are still
+        delivered, and the close frame waits for the next data_to_send (failure_pending), so
+        that the application's replies to them leave first. No input is processed meanwhile.
+        """
+        if self._events:
+            self._pending_failure = exc
+            self._discarding = True
+            if self._debug:
+                self._logger.debug("! failing the connection after pending events: %s", exc)
+            return False
+        return self._fail_with(exc)
+
+    def _apply_pending_failure(self) -> None:
+        exc = self._pending_failure
+        assert exc is not None
+        self._pending_failure = None
+        self._fail_with(exc)
 
     def _send_eof(self) -> None:
         if not self._closing_eof_sent:

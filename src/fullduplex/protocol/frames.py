@@ -288,6 +288,50 @@ class FrameParser:
             buffer += memoryview(data)[pos:]
         return frames
 
+    def partial_text(self, start: int, message: int) -> bytes | None:
+        """Return the bytes of a text payload that arrived so far in an incomplete frame.
+
+        For validating UTF-8 as it arrives (RFC 6455 section 8.1: fail fast), not only once a
+        frame is complete. When the bytes buffered after :meth:`feed` begin with a whole,
+        valid header of a frame that carries text, return its payload from offset ``start``
+        to the last byte received, unmasked (empty when nothing arrived after ``start``).
+        Otherwise return None: no incomplete frame, its header is not complete yet, or the
+        frame is not text.
+
+        Args:
+            start: The payload bytes already looked at (returned by earlier calls).
+            message: The message in progress: 0 if none (then a TEXT frame without RSV1 is
+                text), 1 if an uncompressed text message (then a CONTINUATION frame is
+                text), any other value if another one (then no frame is).
+        """
+        buffer = self._buffer
+        size = len(buffer)
+        if size < 2:
+            return None
+        b0 = buffer[0]
+        opcode = b0 & 0x0F
+        if opcode == 1:
+            if message or b0 & 0x40:
+                return None
+        elif opcode != 0 or message != 1:
+            return None
+        b1 = buffer[1]
+        length = b1 & 0x7F
+        header_end = 4 if length == 126 else 10 if length == 127 else 2
+        if b1 & 0x80:
+            header_end += 4
+        if header_end > size:
+            return None
+        # The frame is incomplete, so every byte after its header belongs to its payload.
+        begin = header_end + start
+        if begin >= size:
+            return b""
+        if not b1 & 0x80:
+            return bytes(buffer[begin:])
+        rotation = start & 3
+        mask = bytes(buffer[header_end - 4 : header_end])
+        return apply_mask(memoryview(buffer)[begin:], mask[rotation:] + mask[:rotation])
+
     def _header_error(self, b0: int, length: int, masked: int) -> ProtocolError | None:
         """Return the error if a frame header breaks a rule of RFC 6455 section 5, else None."""
         opcode = b0 & 0x0F

@@ -727,6 +727,11 @@ class WebSocket:
                     self._end_of_stream()
             if messages and self._recv_waiting:
                 self._message_ready.notify()
+            if conn.failure_pending:
+                # The peer broke the protocol after valid messages. This API hands them over
+                # in the application's thread, with no bound on when: the close frame leaves
+                # now (recv() still returns the messages before the violation first).
+                conn.send_close()
             if conn.state is not State.OPEN:
                 flush = True
                 if conn.failure is not None:

@@ -409,6 +409,22 @@ class TestAdmission:
                 assert stream.status == 400, (method, path)
                 assert b"a request body is not allowed" in data
 
+    async def test_open_timeout_bounds_a_slow_body(self) -> None:
+        async with serving(echo_app(), open_timeout=0.3) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(
+                b"POST /echo/_fd/open HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+                + b"x" * 10
+            )
+            try:
+                assert await wait_for(reader.read()) == b""  # dropped, never answered
+            except ConnectionResetError:
+                pass
+            finally:
+                writer.close()
+            refusals = server.refusals
+        assert refusals == {"open_timeout": 1}
+
 
 class TestErrors:
     @pytest.mark.parametrize(

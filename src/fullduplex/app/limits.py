@@ -13,7 +13,8 @@ token's subject; **429**), and last the accept rate (a token bucket: ``rate`` ne
 per second, bursts of ``burst``; **429**), so that a request refused otherwise spends no
 token. Every refusal carries ``Retry-After`` and a one-line reason. A
 connection counts from its admission until its TCP connection is gone, so handshakes in
-flight count too.
+flight count too. A fallback session (:mod:`fullduplex.fallback`) is admitted the same way
+when it opens, and counts until it ends.
 
 Behind a proxy every connection comes from the proxy's address: list the proxies in
 ``trusted_proxies`` and the client's address is read from ``X-Forwarded-For`` (the rightmost

@@ -318,10 +318,10 @@ class FallbackService:
             expected = socket.expected_seq
             if batch.seq < expected:
                 return ws.respond(200, "ok: already delivered\n", _NO_STORE)
-            if batch.seq > expected:
-                return ws.respond(409, f"Conflict: batch {batch.seq} before {expected}\n")
             if socket.state is not State.OPEN:
                 return ws.respond(410, "Gone: the session is closing\n")
+            if batch.seq > expected:
+                return ws.respond(409, f"Conflict: batch {batch.seq} before {expected}\n")
             max_inbox = self.options.max_inbox
             if len(batch.messages) > max_inbox:
                 return self._refuse_batch(

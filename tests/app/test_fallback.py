@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from fullduplex.app import App, CloseReason, JSONCodec, Session
+from fullduplex.app import App, CloseReason, JSONCodec, Limits, Session
 from fullduplex.asyncio.client import connect
+from fullduplex.exceptions import InvalidStatus
 from fullduplex.fallback import FallbackOptions, SessionIds
 from tests.app.fallback_client import FallbackClient
 from tests.app.utils import Recorder, serving, url
@@ -195,18 +196,73 @@ class TestLimits:
         # The batch was refused whole.
         assert [kind for kind, _ in recorder.events] == ["open", "close"]
 
-    async def test_post_body_over_max_post_size_gets_413(self) -> None:
-        async with serving(echo_app(fallback=FallbackOptions(max_post_size=100))) as server:
-            client = FallbackClient(server.port, "/echo")
+    async def test_post_body_over_max_post_size_closes_the_session_with_1009(self) -> None:
+        """Nothing after a batch too large could be delivered in order: the session closes
+        with 1009 and the answer says so (it used to stay open, and every later batch got
+        409 from a client that skipped the refused batch's number)."""
+        recorder = Recorder()
+        app = App(fallback=FallbackOptions(max_post_size=100))
+        app.endpoint("/x")(recorder.endpoint())
+        async with serving(app) as server:
+            client = FallbackClient(server.port, "/x")
             await client.open()
+            stream = await client.stream()
             status, body = await client.post({"q": 0, "m": ["x" * 200]})
             assert status == 413
-            assert b"request body too large" in body
-            # The server goes on serving that session.
-            assert await client.send("ok") == 200
-            assert [line for line in await client.poll() if "h" not in line] == [
-                {"i": 1, "t": "ok"}
-            ]
+            assert body.startswith(b"Content Too Large: a batch of 219 bytes (limit 100)")
+            assert body.endswith(b"the session is closed (1009)\n")
+            assert b"WebSocket" not in body
+            assert await stream.line() == {"c": 1009, "r": "message too big"}
+            _, reason = await recorder.next_close()
+            assert reason == CloseReason(1009, "message too big")
+            # Later batches find the session closing or gone, never a silent 409.
+            assert await client.send("after") in (404, 410)
+        assert [kind for kind, _ in recorder.events] == ["open", "close"]
+
+    async def test_open_tells_the_client_its_limits(self) -> None:
+        options = FallbackOptions(max_post_size=5000, max_inbox=7)
+        async with serving(echo_app(fallback=options)) as server:
+            answer = await FallbackClient(server.port, "/echo").open()
+        assert (answer["p"], answer["n"]) == (5000, 7)
+
+    async def test_open_body_over_max_post_size_gets_413(self) -> None:
+        async with serving(echo_app(fallback=FallbackOptions(max_post_size=100))) as server:
+            client = FallbackClient(server.port, "/echo")
+            status, _, body = await client.request("POST", client.url("open"), b"x" * 300)
+        assert (status, body) == (
+            413,
+            b"Content Too Large: a request body of 300 bytes (limit 100)\n",
+        )
+
+    async def test_batch_over_max_inbox_is_refused_for_good(self) -> None:
+        """A batch of more messages than max_inbox could never be delivered (it got 503 for
+        ever, even with an empty inbox): 413, and the session closes with 1009."""
+        recorder = Recorder()
+        app = App(fallback=FallbackOptions(max_inbox=4))
+        app.endpoint("/x")(recorder.endpoint())
+        async with serving(app) as server:
+            client = FallbackClient(server.port, "/x")
+            await client.open()
+            stream = await client.stream()
+            assert await client.send("1", "2", "3", "4") == 200
+            status, body = await client.post({"q": 1, "m": ["m"] * 5})
+            assert status == 413
+            assert body == (
+                b"Content Too Large: a batch of 5 messages (limit 4);"
+                b" the session is closed (1009)\n"
+            )
+            assert await stream.line() == {"c": 1009, "r": "message too big"}
+            _, reason = await recorder.next_close()
+        assert reason.code == 1009
+        assert [m for kind, m in recorder.events if kind == "message"] == ["1", "2", "3", "4"]
+
+    async def test_default_inbox_takes_a_batch_of_1024(self) -> None:
+        async with serving(echo_app()) as server:
+            client = FallbackClient(server.port, "/echo")
+            await client.open()
+            assert await client.send(*[f"m{n}" for n in range(1024)]) == 200
+            status, _ = await client.post({"q": 1, "m": ["m"] * 1025})
+        assert status == 413
 
     async def test_full_inbox_answers_503_and_keeps_the_batch_number(self) -> None:
         release = asyncio.Event()
@@ -249,6 +305,125 @@ class TestLimits:
         assert [line.get("i") for line in lines[:-1]] == list(range(1, sent.index(False) + 1))
         assert lines[-1] == {"c": 1013, "r": "try again later"}
         assert reason.code == 1013
+
+
+async def _opens(server: Any, count: int) -> list[tuple[int, str]]:
+    """``count`` fallback opens of /echo: each one's status and Retry-After."""
+    found = []
+    for _ in range(count):
+        client = FallbackClient(server.port, "/echo")
+        status, headers, _ = await client.request("POST", client.url("open"), b"")
+        found.append((status, headers.get("retry-after", "")))
+    return found
+
+
+async def _until_open(server: Any, timeout: float = 5) -> FallbackClient:
+    """Open a fallback session, retrying while a slot is being freed."""
+    async with asyncio.timeout(timeout):
+        while True:
+            client = FallbackClient(server.port, "/echo")
+            status, _, body = await client.request("POST", client.url("open"), b"")
+            if status == 200:
+                client.sid = json.loads(body)["s"]
+                return client
+            await asyncio.sleep(0.05)  # the session's task ends soon after its close
+
+
+class TestAdmission:
+    """Fallback sessions are admitted and counted as WebSocket connections are."""
+
+    async def test_limits_count_both_transports(self) -> None:
+        app = echo_app(limits=Limits(max_connections=2, max_per_ip=2))
+        async with serving(app) as server:
+            async with connect(url(server, "/echo")) as ws:
+                first = FallbackClient(server.port, "/echo")
+                await first.open()
+                # Two open (one of each): every further open is refused, on both transports.
+                assert await _opens(server, 5) == [(503, "1")] * 5
+                with pytest.raises(InvalidStatus) as refused:
+                    async with connect(url(server, "/echo")):
+                        pass
+                assert refused.value.status_code == 503
+                # A closed session frees its slot.
+                assert await first.post({"c": 1000}) == (200, b"ok\n")
+                second = await _until_open(server)
+                assert await _opens(server, 1) == [(503, "1")]
+                await ws.send("still here")
+                assert await wait_for(ws.recv()) == "still here"
+            # The WebSocket's slot is freed too.
+            third = await _until_open(server)
+            await second.post({"c": 1000})
+            await third.post({"c": 1000})
+        assert app.metrics.refused  # counted as refusals
+
+    async def test_per_ip_limit_applies_to_fallback_opens(self) -> None:
+        app = echo_app(limits=Limits(max_connections=100, max_per_ip=2))
+        async with serving(app) as server:
+            statuses = await _opens(server, 4)
+        assert [status for status, _ in statuses] == [200, 200, 429, 429]
+
+    async def test_rate_limit_applies_to_fallback_opens(self) -> None:
+        app = echo_app(limits=Limits(rate=0.001, burst=2))
+        async with serving(app) as server:
+            statuses = await _opens(server, 3)
+        assert [status for status, _ in statuses] == [200, 200, 429]
+
+    async def test_server_max_connections_counts_fallback_sessions(self) -> None:
+        async with serving(echo_app(), max_connections=2) as server:
+            client = FallbackClient(server.port, "/echo")
+            await client.open()
+            async with connect(url(server, "/echo")):
+                assert [status for status, _ in await _opens(server, 3)] == [503] * 3
+                with pytest.raises(InvalidStatus) as refused:
+                    async with connect(url(server, "/echo")):
+                        pass
+                assert refused.value.status_code == 503
+            await client.post({"c": 1000})
+            await _until_open(server)
+        assert server.refusals["capacity"] >= 4
+
+    async def test_max_sessions(self) -> None:
+        app = echo_app(fallback=FallbackOptions(max_sessions=2))
+        async with serving(app) as server:
+            statuses = await _opens(server, 3)
+            # WebSocket connections are not fallback sessions.
+            async with connect(url(server, "/echo")):
+                pass
+        assert statuses == [(200, ""), (200, ""), (503, "5")]
+
+    async def test_body_to_another_path_is_refused_before_it_is_read(self) -> None:
+        """Only a POST to a fallback open or send may carry a body: any other request with
+        one is refused on its head (it could hold max_post_size bytes per connection)."""
+        async with serving(echo_app()) as server:
+            client = FallbackClient(server.port, "/echo")
+            for method, path in [
+                ("POST", "/no/such/route"),
+                ("POST", "/echo"),
+                ("PUT", "/echo/_fd/send?s=x"),
+                ("POST", "/echo/_fd/poll?s=x"),
+            ]:
+                # The head announces 1 MiB and none of it is sent: the answer comes anyway.
+                stream = await client.start(method, path, headers={"Content-Length": str(2**20)})
+                data = await wait_for(stream.reader.read())
+                await stream.close()
+                assert stream.status == 400, (method, path)
+                assert b"a request body is not allowed" in data
+
+    async def test_open_timeout_bounds_a_slow_body(self) -> None:
+        async with serving(echo_app(), open_timeout=0.3) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(
+                b"POST /echo/_fd/open HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+                + b"x" * 10
+            )
+            try:
+                assert await wait_for(reader.read()) == b""  # dropped, never answered
+            except ConnectionResetError:
+                pass
+            finally:
+                writer.close()
+            refusals = server.refusals
+        assert refusals == {"open_timeout": 1}
 
 
 class TestErrors:

@@ -256,3 +256,81 @@ def test_three_unusable_websocket_opens_fall_back(browser: Browser) -> None:
     assert result == ["over http", "stream"]
     # Three WebSocket opens closed before a message, then the stream (and the final close).
     assert codes == [1011, 1011, 1011, 1000]
+
+
+def test_message_too_big_for_a_post_closes_with_1009(browser: Browser, server: AppThread) -> None:
+    """An 800 KiB binary message is under the endpoint's max_message_size (1 MiB) but its
+    base64 is over max_post_size: the session closes with 1009, as a WebSocket beyond its
+    limit would. It used to be refused with a 413 that the client took for done: every
+    later batch got 409 and was silently lost."""
+    page = open_page(browser, server.port, NO_WEBSOCKET)
+    try:
+        result = page.evaluate(
+            """() => new Promise((resolve) => {
+              const c = window.c = record(new fd.FullDuplex("/echo", { reconnect: false }));
+              const got = [];
+              c.onopen = () => {
+                c.send("before");
+                c.send(new Uint8Array(800 * 1024));
+                c.send("after-1");
+              };
+              c.onmessage = (e) => got.push(typeof e.data === "string" ? e.data : "binary");
+              c.onclose = (e) => resolve({ got, code: e.code, reason: e.reason });
+            })"""
+        )
+    finally:
+        page.close()
+    assert result["got"] == ["before"]
+    assert (result["code"], result["reason"]) == (1009, "message too big")
+    assert _wait_closes(1)[0].code == 1009
+
+
+def test_a_refused_batch_ends_the_session(browser: Browser) -> None:
+    """A batch the server refuses for good (here 400, from a process_request that refuses a
+    "poison" message) ends the session with 1006: it used to count as done, so the next
+    batch skipped a number, got 409, and was silently lost while the session stayed open."""
+    Echo.closes = []
+
+    def refuse_poison(ws: Any, request: Any) -> Any:
+        poisoned = b"poison" in request.body
+        return ws.respond(400, "Bad Request: poison\n") if poisoned else None
+
+    with AppThread(make_app(), process_request=refuse_poison) as running:
+        page = open_page(browser, running.port, NO_WEBSOCKET)
+        try:
+            result = page.evaluate(
+                """() => new Promise((resolve) => {
+                  const c = window.c = record(new fd.FullDuplex("/echo", { reconnect: false }));
+                  const got = [];
+                  c.onopen = () => {
+                    c.send("first");
+                    setTimeout(() => { c.send("poison"); c.send("later"); }, 300);
+                  };
+                  c.onmessage = (e) => got.push(e.data);
+                  c.onclose = (e) => resolve({ got, code: e.code, reason: e.reason });
+                })"""
+            )
+        finally:
+            page.close()
+    assert result == {"got": ["first"], "code": 1006, "reason": "HTTP 400"}
+
+
+def test_a_burst_of_sends_arrives_whole_and_in_order(browser: Browser, server: AppThread) -> None:
+    """1,500 sends at once: more than a session's inbox holds (1,024), so they go in batches
+    the server can take. A batch of 1,499 used to be answered 503 for ever."""
+    page = open_page(browser, server.port, NO_WEBSOCKET)
+    try:
+        got = page.evaluate(
+            """() => new Promise((resolve) => {
+              const c = window.c = record(new fd.FullDuplex("/echo"));
+              const got = [];
+              c.onopen = () => { for (let n = 0; n < 1500; n++) c.send("m" + n); };
+              c.onmessage = (e) => {
+                got.push(e.data);
+                if (got.length === 1500) { c.close(); resolve(got); }
+              };
+            })"""
+        )
+    finally:
+        page.close()
+    assert got == [f"m{n}" for n in range(1500)]

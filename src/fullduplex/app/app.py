@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from ..asgi.application import ASGIApp
     from ..asyncio.connection import LoggerLike, WebSocket
     from ..asyncio.server import ServerWebSocket
+    from ..fallback.service import Responder
     from ..protocol.handshake import Request, Response
 
 __all__ = ["BROKER_ENV", "App"]
@@ -146,6 +147,7 @@ class App:
                 owner=self.broker.node_id,
                 resolve=self._fallback_target,
                 spawn=self._spawn,
+                admit=self._admit_fallback,
             )
 
     # ---- the broker ----------------------------------------------------------------------------
@@ -450,8 +452,10 @@ class App:
         options.setdefault("select_subprotocol", self._select_subprotocol)
         fallback = self._fallback
         if fallback is not None:
-            # POST bodies of the fallback transports; every other request keeps having none.
+            # POST bodies of the fallback transports; every other request keeps having none
+            # (refused before it is read).
             options.setdefault("max_body_size", fallback.options.max_post_size)
+            options.setdefault("body_allowed", fallback.takes_body)
             fallback._closing = False
         server = self._server = serve(
             self._run_session,
@@ -603,6 +607,32 @@ class App:
             return self._run_matched(cast("WebSocket", socket), path, query, found)
 
         return Target(config.max_message_size, config.max_buffered, run)
+
+    def _admit_fallback(self, ws: Responder, request: Request) -> Response | Callable[[], None]:
+        """A fallback session is admitted as an upgrade is: by the app's limits, then by the
+        server's max_connections; both count it until it ends."""
+        release_limits: Callable[[], None] | None = None
+        if self._admission is not None:
+            admitted = self._admission.acquire(cast("WebSocket", ws), request)
+            if not callable(admitted):
+                self.metrics.count(self.metrics.refused, self._admission.last_refusal)
+                return admitted
+            release_limits = admitted
+        assert self._server is not None
+        release_server = self._server.open_session()
+        if release_server is None:
+            if release_limits is not None:
+                release_limits()
+            self.metrics.count(self.metrics.refused, "capacity")
+            return ws.respond(503, "too many connections\n", [("Retry-After", "5")])
+        if release_limits is None:
+            return release_server
+
+        def release() -> None:
+            release_server()
+            release_limits()
+
+        return release
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> object:
         """Run a fallback session's coroutine where closing the server waits for it."""

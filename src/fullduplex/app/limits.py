@@ -13,7 +13,8 @@ token's subject; **429**), and last the accept rate (a token bucket: ``rate`` ne
 per second, bursts of ``burst``; **429**), so that a request refused otherwise spends no
 token. Every refusal carries ``Retry-After`` and a one-line reason. A
 connection counts from its admission until its TCP connection is gone, so handshakes in
-flight count too.
+flight count too. A fallback session (:mod:`fullduplex.fallback`) is admitted the same way
+when it opens, and counts until it ends.
 
 Behind a proxy every connection comes from the proxy's address: list the proxies in
 ``trusted_proxies`` and the client's address is read from ``X-Forwarded-For`` (the rightmost
@@ -122,6 +123,23 @@ class Admission:
     def admit(self, ws: WebSocket, request: Request) -> Response | None:
         """Refuse the request (the Response to send), or count the connection in (None) until
         ``ws`` is closed."""
+        admitted = self.acquire(ws, request)
+        if not callable(admitted):
+            return admitted
+        previous = ws.on_close
+
+        def release(closed: WebSocket) -> None:
+            admitted()
+            if previous is not None:
+                previous(closed)
+
+        ws.on_close = release
+        return None
+
+    def acquire(self, ws: WebSocket, request: Request) -> Response | Callable[[], None]:
+        """Refuse the request (the Response to send), or count a session in: the function
+        that counts it out, to call once it ends (a fallback session, whose requests come and
+        go on connections of their own; later calls do nothing)."""
         limits = self.limits
         if limits.max_connections is not None and self._open >= limits.max_connections:
             return self._refuse(503, "the server is at capacity", "capacity")
@@ -142,15 +160,15 @@ class Admission:
         self._by_ip[address] = self._by_ip.get(address, 0) + 1
         if user is not None:
             self._by_user[user] = self._by_user.get(user, 0) + 1
-        previous = ws.on_close
+        released = False
 
-        def release(closed: WebSocket) -> None:
-            self._release(address, user)
-            if previous is not None:
-                previous(closed)
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._release(address, user)
 
-        ws.on_close = release
-        return None
+        return release
 
     def client_address(self, ws: WebSocket, request: Request) -> str:
         """The client's address: the peer's, or from ``X-Forwarded-For`` when the peer is a

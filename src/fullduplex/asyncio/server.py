@@ -371,8 +371,15 @@ class ServerWebSocket(WebSocket):
             # this process before the listener closed, and is closed with the rest at the end.
             response = self.respond(503, "server shutting down\n")
             server._count_refusal("shutting_down")
+        if response is None and request.discarded:
+            response = self.respond(
+                413,
+                f"Content Too Large: a request body of {request.discarded} bytes"
+                f" (limit {self._hs().max_body_size})\n",
+            )
+            server._count_refusal("body_too_large")
         limit = server._max_connections
-        if response is None and limit is not None and len(server._open) >= limit:
+        if response is None and limit is not None and server._count_open() >= limit:
             self._logger.info("[%s] too many connections: 503", self.id)
             server._count_refusal("capacity")
             response = self.respond(503, "too many connections\n", [("Retry-After", "5")])
@@ -520,6 +527,7 @@ class Server:
         max_header_size: int = 16384,
         max_header_count: int = 128,
         max_body_size: int = 0,
+        body_allowed: Callable[[str, str], bool] | None = None,
         ssl: ssl_module.SSLContext | None = None,
         sock: socket.socket | None = None,
         reuse_port: bool | None = None,
@@ -550,6 +558,7 @@ class Server:
             "max_header_size": max_header_size,
             "max_header_count": max_header_count,
             "max_body_size": max_body_size,
+            "body_allowed": body_allowed,
         }
         self._logger: LoggerLike = logger if logger is not None else _logger
         self._options: dict[str, Any] = {
@@ -576,14 +585,43 @@ class Server:
         self._close_task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._refusals: dict[str, int] = {}
+        # Sessions of other transports (the fallback's) counted toward max_connections.
+        self._sessions = 0
 
     @property
     def refusals(self) -> dict[str, int]:
         """Handshakes this server refused itself, by reason (a copy): ``bad_request`` (400),
-        ``upgrade_required`` (426), ``headers_too_large`` (431), ``capacity`` (503 beyond
-        ``max_connections``), ``shutting_down`` (503), ``open_timeout`` (dropped); not those
-        ``process_request`` answered. Counted on those paths only, never per message."""
+        ``upgrade_required`` (426), ``headers_too_large`` (431), ``body_too_large`` (413),
+        ``capacity`` (503 beyond ``max_connections``), ``shutting_down`` (503),
+        ``open_timeout`` (dropped); not those ``process_request`` answered. Counted on those
+        paths only, never per message."""
         return dict(self._refusals)
+
+    def _count_open(self) -> int:
+        return len(self._open) + self._sessions
+
+    def open_session(self) -> Callable[[], None] | None:
+        """Count a session that has no connection of its own (a fallback transport's) toward
+        ``max_connections``, as an open WebSocket.
+
+        Returns:
+            None when the server is at capacity (refuse the session: 503); else the function
+            to call once when the session ends (later calls do nothing).
+        """
+        limit = self._max_connections
+        if limit is not None and self._count_open() >= limit:
+            self._count_refusal("capacity")
+            return None
+        self._sessions += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._sessions -= 1
+
+        return release
 
     def _count_refusal(self, reason: str) -> None:
         self._refusals[reason] = self._refusals.get(reason, 0) + 1
@@ -936,8 +974,10 @@ def serve(
             - ``compression``: "deflate" (default) or None.
             - ``max_message_size`` (1 MiB), ``max_frame_size``, ``max_queue`` (16 messages),
               ``write_limit`` (32 KiB), ``max_header_size``, ``max_header_count``,
-              ``max_body_size`` (0: plain requests may not have a body; else the largest,
-              413 beyond),
+              ``max_body_size`` (0: plain requests may not have a body; else the largest:
+              a longer one is read and dropped, and answered 413 unless ``process_request``
+              answers it, seeing ``request.discarded``), ``body_allowed(method, target)``
+              (which plain requests may have a body; others get 400 before it is read),
               ``max_connections`` (None; beyond it, HTTP 503): limits; None disables one.
             - ``ping_interval``/``ping_timeout`` (20 s each), ``open_timeout`` and
               ``close_timeout`` (10 s each); None disables one.

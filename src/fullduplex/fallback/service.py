@@ -5,7 +5,8 @@ Every App serves them below each endpoint's path, at ``<endpoint path>/_fd/<acti
 ========================  ======  ================================================================
 action                    method  what it does
 ========================  ======  ================================================================
-``open?<query>``          POST    opens a session of the endpoint: ``{"s": id, "h": ms, "t": ms}``
+``open?<query>``          POST    opens a session of the endpoint: ``{"s": id, "h": ms, "t": ms,
+                                  "p": bytes, "n": count}``
 ``stream?s=<id>&a=<n>``   GET     an endless response of NDJSON lines (:mod:`.wire`): the messages
                                   after number ``n``, then each new one, a heartbeat every ``h``
 ``poll?s=<id>&a=<n>``     GET     the same, but answered as soon as it has lines (or after ``h``)
@@ -17,10 +18,18 @@ serves the stream and the poll; the client decides when to reconnect and with wh
 (EventSource reconnects on its own, with its own delay, and cannot send headers); and binary
 messages need no second encoding. Both need a browser that can read a response as it comes.
 
+``p`` and ``n`` in the open answer are the largest POST body and the most messages in one
+batch (``max_post_size``, ``max_inbox``): the client splits its batches under both.
+
+Opening a session is admitted as a WebSocket upgrade is: the App's ``Limits`` (503 or 429)
+and the server's ``max_connections`` (503) count it until it ends, and ``max_sessions``
+bounds the fallback sessions of the App (503).
+
 Bad requests get a one-line plain-text reason: 400 (malformed or forged session id, bad
 body), 404 (unknown endpoint or session), 405, 409 (a batch number skipped), 410 (the session
-is closing), 413 (body or message too big: the session closes with 1009), 421 (the session
-belongs to another process), 503 (the session's inbox is full: retry).
+is closing), 413 (body, message or batch too big: the session closes with 1009), 421 (the
+session belongs to another process), 503 (the session's inbox is full, or no more sessions
+may open: retry).
 """
 
 from __future__ import annotations
@@ -69,9 +78,13 @@ class FallbackOptions:
             seconds (or no request at all for ``heartbeat`` plus this) is gone: its session
             closes as a lost connection (1006).
         max_post_size: The largest POST body, in bytes (413 beyond, and the session closes
-            with 1009): also the largest message a client can send this way.
+            with 1009): also the largest message a client can send this way (binary
+            messages go as base64, a third larger).
         max_inbox: Messages a session may hold that its endpoint has not read yet; a POST
-            that would pass it gets 503 and is retried by the client.
+            that would pass it gets 503 and is retried by the client. Also the most messages
+            in one POST (413 beyond, and the session closes with 1009).
+        max_sessions: The most fallback sessions open at once (None: no limit but the
+            App's ``Limits`` and the server's ``max_connections``, which count them too).
         key: The key that signs session ids (at least 16 bytes); None: random per process.
         owner: The process's name in session ids; None: the broker's node id.
     """
@@ -80,6 +93,7 @@ class FallbackOptions:
     disconnect_timeout: float = 10.0
     max_post_size: int = 2**20
     max_inbox: int = 1024
+    max_sessions: int | None = None
     key: bytes | None = None
     owner: str | None = None
 
@@ -88,6 +102,8 @@ class FallbackOptions:
             raise ValueError("heartbeat and disconnect_timeout must be positive")
         if self.max_post_size <= 0 or self.max_inbox <= 0:
             raise ValueError("max_post_size and max_inbox must be positive")
+        if self.max_sessions is not None and self.max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
 
 
 class Target(NamedTuple):
@@ -122,6 +138,11 @@ class Responder(Protocol):
         """A response whose body (a :class:`Receiver`) is written over time."""
 
 
+Admit = Callable[[Responder, Request], Response | Callable[[], None]]
+"""``admit(ws, request)``: refuse a session (the Response), or count it in (the function that
+counts it out when it ends)."""
+
+
 def split_path(path: str) -> tuple[str, str] | None:
     """``(endpoint path, action)`` for a fallback request path, else None."""
     endpoint, marker, action = path.rpartition(MARKER)
@@ -138,6 +159,7 @@ class FallbackService:
         owner: This process's name in session ids (when ``options.owner`` is None).
         resolve: ``resolve(path)``: the endpoint serving ``path``, or None.
         spawn: Runs a session's coroutine in a task its server waits for at close.
+        admit: Admits a session before it opens (the App's limits and the server's), or None.
     """
 
     def __init__(
@@ -147,17 +169,33 @@ class FallbackService:
         owner: str,
         resolve: Callable[[str], Target | None],
         spawn: Callable[[Coroutine[Any, Any, None]], object],
+        admit: Admit | None = None,
     ) -> None:
         self.options = options
         self.ids = SessionIds(options.owner or owner, options.key)
         self._resolve = resolve
         self._spawn = spawn
+        self._admit = admit
+        self._live = 0  # sessions whose coroutine has not ended
         self._sockets: dict[str, FallbackSocket] = {}
         self._checks: dict[str, Deadline] = {}
         self._closing = False
 
     def __len__(self) -> int:
         return len(self._sockets)
+
+    @property
+    def live(self) -> int:
+        """Sessions open or closing (not those kept a while after their close)."""
+        return self._live
+
+    @staticmethod
+    def takes_body(method: str, target: str) -> bool:
+        """Whether a request may have a body: only a POST to ``open`` or ``send``."""
+        if method != "POST":
+            return False
+        found = split_path(target.partition("?")[0])
+        return found is not None and found[1] in ("open", "send")
 
     # ---- HTTP ----------------------------------------------------------------------------------
 
@@ -188,7 +226,7 @@ class FallbackService:
             return ws.respond(404, "Not Found: no such session (closed or expired)\n")
         socket.last_seen = asyncio.get_running_loop().time()
         if action == "send":
-            return self._send(ws, socket, request.body)
+            return self._send(ws, socket, request)
         try:
             ack = int((params.get("a") or ["0"])[0])
         except ValueError:
@@ -202,10 +240,22 @@ class FallbackService:
     def _open(self, ws: Responder, request: Request, endpoint: str, query: str) -> Response:
         if self._closing:
             return ws.respond(503, "Service Unavailable: server shutting down\n")
+        options = self.options
+        if request.discarded:
+            return ws.respond(413, _too_large(request.discarded, options.max_post_size))
         target = self._resolve(endpoint)
         if target is None:
             return ws.respond(404, "Not Found: no endpoint at this path\n")
-        options = self.options
+        if options.max_sessions is not None and self._live >= options.max_sessions:
+            return ws.respond(
+                503, "Service Unavailable: too many fallback sessions\n", [("Retry-After", "5")]
+            )
+        release: Callable[[], None] | None = None
+        if self._admit is not None:
+            admitted = self._admit(ws, request)
+            if not callable(admitted):
+                return admitted
+            release = admitted
         opening = Request("GET", endpoint + ("?" + query if query else ""), request.headers)
         socket = FallbackSocket(
             opening,
@@ -218,11 +268,19 @@ class FallbackService:
         sid = self.ids.new()
         self._sockets[sid] = socket
         self._arm(sid)
-        self._spawn(self._run(sid, socket, target, query))
+        self._live += 1
+        task = self._spawn(self._run(sid, socket, target, query))
+        if isinstance(task, asyncio.Future):
+            # Counted out when the session ends, even if its task never got to run.
+            task.add_done_callback(lambda _: self._ended(release))
+        else:  # pragma: no cover - spawn always returns the task
+            self._ended(release)
         body = {
             "s": sid,
             "h": round(options.heartbeat * 1000),
             "t": round(options.disconnect_timeout * 1000),
+            "p": options.max_post_size,
+            "n": options.max_inbox,
         }
         return ws.respond(
             200,
@@ -230,9 +288,28 @@ class FallbackService:
             [("Content-Type", "application/json"), *_NO_STORE],
         )
 
-    def _send(self, ws: Responder, socket: FallbackSocket, body: bytes) -> Response:
+    def _ended(self, release: Callable[[], None] | None) -> None:
+        self._live -= 1
+        if release is not None:
+            release()
+
+    def _refuse_batch(self, ws: Responder, socket: FallbackSocket, what: str) -> Response:
+        """A batch that can never be delivered: the session closes with 1009 (nothing after
+        it could be delivered in order either), and the client is told so."""
+        _logger.info("[%s] %s: closing with 1009", socket.id, what)
+        if socket.state is State.OPEN:
+            self._spawn(_close(socket, 1009, "message too big"))
+        return ws.respond(413, f"Content Too Large: {what}; the session is closed (1009)\n")
+
+    def _send(self, ws: Responder, socket: FallbackSocket, request: Request) -> Response:
+        if request.discarded:
+            return self._refuse_batch(
+                ws,
+                socket,
+                f"a batch of {request.discarded} bytes (limit {self.options.max_post_size})",
+            )
         try:
-            batch = parse_batch(body)
+            batch = parse_batch(request.body)
         except ValueError as exc:
             return ws.respond(400, f"Bad Request: {exc}\n")
         if batch.ack is not None:
@@ -241,10 +318,15 @@ class FallbackService:
             expected = socket.expected_seq
             if batch.seq < expected:
                 return ws.respond(200, "ok: already delivered\n", _NO_STORE)
-            if batch.seq > expected:
-                return ws.respond(409, f"Conflict: batch {batch.seq} before {expected}\n")
             if socket.state is not State.OPEN:
                 return ws.respond(410, "Gone: the session is closing\n")
+            if batch.seq > expected:
+                return ws.respond(409, f"Conflict: batch {batch.seq} before {expected}\n")
+            max_inbox = self.options.max_inbox
+            if len(batch.messages) > max_inbox:
+                return self._refuse_batch(
+                    ws, socket, f"a batch of {len(batch.messages)} messages (limit {max_inbox})"
+                )
             limit = socket.max_message_size
             for message in batch.messages:
                 size = len(message.encode() if isinstance(message, str) else message)
@@ -309,6 +391,10 @@ class FallbackService:
             check.cancel()
         self._checks.clear()
         self._sockets.clear()
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"Content Too Large: a request body of {size} bytes (limit {limit})\n"
 
 
 async def _close(socket: FallbackSocket, code: int, reason: str) -> None:

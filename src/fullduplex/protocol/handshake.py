@@ -247,7 +247,10 @@ class Request:
         headers: The header fields.
         http_version: "1.1" or "1.0".
         body: The body of a plain HTTP request (e.g. a fallback transport's POST), read only
-            when the server allows bodies (``max_body_size``); empty otherwise.
+            when the server allows bodies (``max_body_size``, ``body_allowed``); empty
+            otherwise.
+        discarded: The length of a body over ``max_body_size``: read and dropped, so that
+            the client gets an answer (413 unless ``process_request`` gives another); else 0.
     """
 
     method: str
@@ -255,6 +258,7 @@ class Request:
     headers: Headers
     http_version: str = "1.1"
     body: bytes = b""
+    discarded: int = 0
 
     @property
     def is_upgrade(self) -> bool:
@@ -350,8 +354,13 @@ class ServerHandshake:
         max_header_size: The most bytes the request head may take (431 beyond).
         max_header_count: The most header fields the request may have (431 beyond).
         max_body_size: The largest body a plain HTTP request (not an upgrade) may carry,
-            with a Content-Length (413 beyond; 411 for a chunked one); 0, the default,
-            refuses every body, as an opening handshake has none.
+            with a Content-Length (411 for a chunked one); 0, the default, refuses every
+            body, as an opening handshake has none. A longer body is read and dropped, and
+            the request comes with :attr:`Request.discarded` set (the server answers 413).
+        body_allowed: ``body_allowed(method, target)``: whether a plain request with this
+            method and target may carry a body at all (None: every one, within
+            ``max_body_size``). Any other request with a body is refused (400) as soon as
+            its head is read, before its body is.
 
     Attributes:
         request: The request, once complete (with its body, when it has one).
@@ -362,6 +371,8 @@ class ServerHandshake:
 
     __slots__ = (
         "_body",
+        "_body_allowed",
+        "_body_buffer",
         "_buffer",
         "_deflate",
         "_received",
@@ -386,6 +397,7 @@ class ServerHandshake:
         max_header_size: int = 16384,
         max_header_count: int = 128,
         max_body_size: int = 0,
+        body_allowed: Callable[[str, str], bool] | None = None,
     ) -> None:
         self._subprotocols = list(subprotocols or ())
         self._select_subprotocol = select_subprotocol
@@ -393,8 +405,13 @@ class ServerHandshake:
         self.max_header_size = max_header_size
         self.max_header_count = max_header_count
         self.max_body_size = max_body_size
-        # A request whose head is read and whose body is still coming: (request, length).
+        self._body_allowed = body_allowed
+        # A request whose head is read and whose body is still coming: (request, length),
+        # the length negative for a body too large, which is counted and dropped.
         self._body: tuple[Request, int] | None = None
+        # The body received so far: one buffer that grows, so that a body trickling in
+        # small pieces costs a copy of each piece, not of all that came before it.
+        self._body_buffer = bytearray()
         # The start of a head that arrived in pieces; None while empty (the usual case: a
         # whole head in one read is parsed from the bytes read, without a copy).
         self._buffer: bytearray | None = None
@@ -430,7 +447,7 @@ class ServerHandshake:
         if not data:
             return None
         if self._body is not None:
-            self.trailing_data += data
+            self._body_buffer += data
             return self._body_received()
         self._received += len(data)
         buffer = self._buffer
@@ -457,7 +474,7 @@ class ServerHandshake:
         # bytes after the head (some clients send "Content-Length: 0", which is harmless).
         length = 0
         if head.has_body:
-            length = self._body_length(head.fields)
+            length = self._body_length(head.method, head.target, head.fields)
         # The request lives as long as its connection, and most of its fields are the same on
         # every connection (names, Upgrade, Host, User-Agent...): interned, each is stored once
         # per process instead of once per connection. Long values are rarely shared.
@@ -470,20 +487,27 @@ class ServerHandshake:
             _shared(head.method), _shared(head.target), Headers._adopt(fields), head.http_version
         )
         self._buffer = None
-        self.trailing_data = bytes(received[head_size:])
         if length:
             self._body = (request, length)
+            self._body_buffer = bytearray(received[head_size:])
             return self._body_received()
+        self.trailing_data = bytes(received[head_size:])
         self.request = request
         return request
 
-    def _body_length(self, fields: list[tuple[str, str]]) -> int:
-        """The announced body length of a plain request that may have one; raise otherwise."""
+    def _body_length(self, method: str, target: str, fields: list[tuple[str, str]]) -> int:
+        """The announced body length of a plain request that may have one (negative when it
+        is too large: it is dropped as it comes); raise otherwise."""
         names = [name.lower() for name, _ in fields]
         upgrade = any(
             name.lower() == "upgrade" and "websocket" in value.lower() for name, value in fields
         )
-        if self.max_body_size <= 0 or upgrade:
+        allowed = self._body_allowed
+        if (
+            self.max_body_size <= 0
+            or upgrade
+            or (allowed is not None and not allowed(method, target))
+        ):
             raise InvalidMessage("a request body is not allowed in an opening handshake")
         if "transfer-encoding" in names:
             raise InvalidRequest("send the request body with a Content-Length", 411)
@@ -491,25 +515,42 @@ class ServerHandshake:
         if len(lengths) != 1 or not (value := next(iter(lengths))).isascii() or not value.isdigit():
             raise InvalidMessage("invalid Content-Length")
         length = int(value)
-        if length > self.max_body_size:
-            raise InvalidRequest(
-                f"request body too large ({length} bytes; the limit is {self.max_body_size})",
-                413,
-            )
-        return length
+        return -length if length > self.max_body_size else length
 
     def _body_received(self) -> Request | None:
-        """The request once its whole body is in :attr:`trailing_data`, else None."""
+        """The request once its whole body is in, else None."""
         assert self._body is not None
         request, length = self._body
-        if len(self.trailing_data) < length:
-            return None
+        buffer = self._body_buffer
+        if length < 0:
+            # Too large: counted, not kept.
+            left = -length - len(buffer)
+            if left > 0:
+                self._body = (request, -left)
+                buffer.clear()
+                return None
+            request = Request(
+                request.method,
+                request.path,
+                request.headers,
+                request.http_version,
+                discarded=int(request.headers["Content-Length"]),
+            )
+            rest = bytes(buffer[len(buffer) + left :])
+        else:
+            if len(buffer) < length:
+                return None
+            request = Request(
+                request.method,
+                request.path,
+                request.headers,
+                request.http_version,
+                bytes(buffer[:length]),
+            )
+            rest = bytes(buffer[length:])
         self._body = None
-        data = self.trailing_data
-        request = Request(
-            request.method, request.path, request.headers, request.http_version, data[:length]
-        )
-        self.trailing_data = data[length:]
+        self._body_buffer = bytearray()
+        self.trailing_data = rest
         self.request = request
         return request
 

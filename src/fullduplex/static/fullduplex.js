@@ -62,6 +62,11 @@ function toWebSocketURL(url) {
 
 const FALLBACK_UNUSABLE = 3; // WebSocket opens that got no message before closing, in a row
 
+// UTF-8 bytes of a value as JSON: what it adds to a POST body.
+const jsonSize = (value) => new TextEncoder().encode(JSON.stringify(value)).length;
+// A body's numbers and brackets, {"a":N,"q":N,"m":[]}, at their longest.
+const BATCH_OVERHEAD = 64;
+
 function toBase64(bytes) {
   let text = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {
@@ -93,6 +98,9 @@ class HttpSocket {
       const info = await reply.json();
       if (this.readyState !== CONNECTING) return;
       this._sid = info.s;
+      // What one POST may carry: bytes and messages (the server closes with 1009 beyond).
+      this._maxBody = info.p || 1 << 20;
+      this._maxCount = info.n || 1024;
       this._deadline = info.h + info.t; // ms without a line after which the server is gone
       this._seen = Date.now();
       this.readyState = OPEN;
@@ -109,7 +117,7 @@ class HttpSocket {
   }
 
   get bufferedAmount() {
-    return this._out.length;
+    return this._out.reduce((sum, m) => sum + (m.n || 0), 0);
   }
 
   _url(action, query = "") {
@@ -188,38 +196,68 @@ class HttpSocket {
 
   send(data) {
     if (this.readyState !== OPEN) throw new Error("not open");
-    this._out.push(typeof data === "string" ? data
-      : data instanceof Blob ? data.arrayBuffer().then((b) => ({ b: toBase64(new Uint8Array(b)) }))
-      : { b: toBase64(new Uint8Array(ArrayBuffer.isView(data) ? data.buffer.slice(
-        data.byteOffset, data.byteOffset + data.byteLength) : data)) });
+    // Each message with its size in the body (binary goes as base64: 4 bytes for 3).
+    const size = typeof data === "string" ? 0 : data.size ?? data.byteLength;
+    this._out.push(typeof data === "string" ? { v: data, n: jsonSize(data) } : {
+      n: 4 * Math.ceil(size / 3) + 8,
+      v: data instanceof Blob ? data.arrayBuffer().then((b) => ({ b: toBase64(new Uint8Array(b)) }))
+        : { b: toBase64(new Uint8Array(ArrayBuffer.isView(data) ? data.buffer.slice(
+          data.byteOffset, data.byteOffset + data.byteLength) : data)) },
+    });
     this._flush();
   }
 
   async _flush(ack) {
     // One POST at a time, numbered: a POST retried after a network error carries the same
-    // number, and the server delivers each number once.
+    // number, and the server delivers each number once. A batch stays under the server's
+    // limits (bytes and messages); a message that fits no batch ends the session with 1009.
     if (this._posting || this.readyState > CLOSING || !this._sid) return;
-    const batch = this._out.splice(0);
-    if (!batch.length && !ack) return;
+    const out = this._out;
+    let count = 0;
+    let bytes = BATCH_OVERHEAD;
+    while (count < out.length && out[count].v !== undefined && count < this._maxCount
+      && bytes + out[count].n < this._maxBody) bytes += out[count++].n + 1;
+    let close = {};
+    if (count < out.length && out[count].c !== undefined) {
+      if (bytes + jsonSize(out[count]) < this._maxBody) close = out[count++];
+    } else if (!count && out.length) {
+      out.length = 0;
+      close = { c: 1009, r: "message too big" };
+    }
+    const batch = out.splice(0, count);
+    if (!batch.length && !ack && close.c === undefined) return;
     this._posting = true;
-    const close = batch.length && batch[batch.length - 1].c ? batch.pop() : {};
     const body = Object.assign({ a: this._last }, close);
-    const messages = await Promise.all(batch);
+    const messages = await Promise.all(batch.filter((m) => m.v !== undefined).map((m) => m.v));
     if (messages.length) Object.assign(body, { q: this._seq, m: messages });
     const text = JSON.stringify(body);
+    let status = 0;
     for (let tries = 0; this.readyState <= CLOSING; tries++) {
       try {
-        const reply = await this._post(this._url("send"), text);
-        if (reply.status === 503 || reply.status >= 500) throw new Error("busy");
-        if (reply.status === 404) this._end(1006, "session expired", false);
+        status = (await this._post(this._url("send"), text)).status;
+        if (status >= 500) throw new Error("busy"); // 503: the inbox is full
         break;
       } catch {
+        status = 0;
         await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** tries, 4000)));
       }
     }
+    this._posting = false;
+    if (close.c === 1009) return this._end(1009, close.r, false);
+    if (status === 410) {
+      // The server is closing the session: its close comes on the stream.
+      this.readyState = CLOSING;
+      this._out = [];
+      return this._closeSoon(1006, "");
+    }
+    if (status >= 300) {
+      // The batch was refused for good: nothing after it could be delivered in order.
+      return this._end(status === 413 ? 1009 : 1006,
+        status === 404 ? "session expired" : "HTTP " + status, false);
+    }
+    if (!status) return;
     if (messages.length) this._seq++;
     this._acked = Math.max(this._acked, body.a);
-    this._posting = false;
     if (this._out.length || this._last > this._acked) this._flush(true);
   }
 
@@ -229,7 +267,11 @@ class HttpSocket {
     this.readyState = CLOSING;
     this._out.push({ c: code, r: reason });
     this._flush();
-    // The server answers with the same close on the stream; do not wait for ever.
+    this._closeSoon(code, reason);
+  }
+
+  _closeSoon(code, reason) {
+    // The server answers with its close on the stream; do not wait for ever.
     setTimeout(() => this._end(code, reason, false), 3000);
   }
 

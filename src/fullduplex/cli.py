@@ -679,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--asgi",
         action="store_true",
         help="MODULE:ATTRIBUTE is an ASGI 3 application (Starlette, FastAPI...): run its "
-        "WebSocket scopes on fullduplex and its bodiless HTTP requests (GET) too",
+        "WebSocket scopes on fullduplex and its HTTP requests too (read whole, buffered)",
     )
     serve_app.add_argument(
         "--drain-timeout",

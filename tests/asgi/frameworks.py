@@ -35,6 +35,12 @@ async def item(item: int) -> dict[str, int]:
     return {"item": item}
 
 
+@fastapi_app.post("/items")
+async def create_item(payload: dict[str, Any]) -> dict[str, Any]:
+    """A POST route with a JSON body, as most FastAPI apps have."""
+    return {"created": payload}
+
+
 @fastapi_app.websocket("/ws/{name}")
 async def ws_route(websocket: WebSocket, name: str) -> None:
     """JSON echo with the path parameter; closes with 4000 on "bye"."""

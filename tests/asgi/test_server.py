@@ -18,7 +18,7 @@ import socketio
 
 import fullduplex
 from fullduplex.asgi import Message, Receive, Scope, Send
-from fullduplex.asgi.server import serve_asgi
+from fullduplex.asgi.server import DEFAULT_MAX_BODY_SIZE, serve_asgi
 from fullduplex.exceptions import ConnectionClosed, InvalidStatus
 from tests.asgi.servers import run_server
 from tests.asgi.test_application import _http_get
@@ -178,6 +178,25 @@ async def test_denial(script: Callable[..., Any], status: int, body: bytes) -> N
         assert (info.value.status_code, info.value.body) == (status, body)
 
 
+async def test_http_body_reaches_the_app_and_a_slow_answer_is_not_cut() -> None:
+    """An http scope gets its request body in one ``http.request``; an application that
+    takes longer than the opening timeout to answer (a long-poll) still answers."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        message = await receive()
+        await asyncio.sleep(1.5)  # past open_timeout=1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"got " + message["body"]})
+
+    async with serve_asgi(app, "127.0.0.1", 0, lifespan=False, open_timeout=1) as server:
+        assert await _http_post(f"127.0.0.1:{server.port}", "/", b'{"a": 1}') == (
+            200,
+            b'got {"a": 1}',
+        )
+
+
 # (header, value, statuses): a field value may hold obs-text (bytes 0x80-0xFF, RFC 9110
 # section 5.5), so an X- header with them is valid and opens; a NUL is never valid in a value;
 # a 64 KiB field is over the head limit; Sec-WebSocket-Protocol holds tokens only (RFC 6455
@@ -232,6 +251,23 @@ async def test_hostile_header_never_crashes(
         assert await asyncio.wait_for(ws.recv(), seconds(5)) == "still here"
 
 
+async def _http_post(where: str, path: str, body: bytes) -> tuple[int, bytes]:
+    """POST ``body`` as JSON; return the status and the response body."""
+    host, port = where.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {where}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        data = await asyncio.wait_for(reader.read(), seconds(10))
+    finally:
+        writer.close()
+    head, _, reply = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), reply
+
+
 class TestFrameworksOnAsgi:
     """Unmodified Starlette and FastAPI apps on ``fullduplex serve --asgi``."""
 
@@ -244,6 +280,13 @@ class TestFrameworksOnAsgi:
     async def test_fastapi_websocket_and_http_routes(self) -> None:
         with run_server("fullduplex", "tests.asgi.frameworks:fastapi_app") as (where, _):
             assert await _http_get(where, "/items/7") == (200, b'{"item":7}')
+            posted = json.dumps({"name": "lamp", "price": 12}).encode()
+            assert await _http_post(where, "/items", posted) == (
+                200,
+                b'{"created":{"name":"lamp","price":12}}',
+            )
+            status, _ = await _http_post(where, "/items", b"x" * (DEFAULT_MAX_BODY_SIZE + 1))
+            assert status == 413
             status, _ = await _http_get(where, "/nothing")
             assert status == 404
             async with fullduplex.connect(f"ws://{where}/ws/zoe") as ws:
@@ -276,12 +319,13 @@ class TestFrameworksOnAsgi:
                     client.on(event, functools.partial(_put, inbox, event))
             try:
                 for client in clients:
-                    # Engine.IO's WebSocket transport only: its polling transport POSTs
-                    # request bodies, which serve_asgi does not take (see its docstring).
+                    # The first client upgrades from long-polling (GETs and POSTs with
+                    # bodies) to WebSocket; the second stays on long-polling.
+                    transports = ["polling", "websocket"] if client is clients[0] else ["polling"]
                     await asyncio.wait_for(
-                        client.connect(f"http://{where}", transports=["websocket"]), seconds(10)
+                        client.connect(f"http://{where}", transports=transports), seconds(10)
                     )
-                    assert client.transport() == "websocket"
+                assert clients[1].transport() == "polling"
                 await clients[0].emit("echo", {"n": 1})
                 kind, data = await asyncio.wait_for(inboxes[0].get(), seconds(5))
                 assert (kind, data) == ("echoed", {"sid": clients[0].get_sid(), "data": {"n": 1}})
@@ -292,8 +336,10 @@ class TestFrameworksOnAsgi:
                         "all of you",
                     )
             finally:
-                for client in clients:
-                    await asyncio.wait_for(client.disconnect(), seconds(5))
+                await asyncio.wait_for(clients[0].disconnect(), seconds(5))
+                # A graceful disconnect of a long-polling client waits for its pending poll,
+                # up to 30 s (python-socketio's client does so under uvicorn too): abort it.
+                await asyncio.wait_for(clients[1].eio.disconnect(abort=True), seconds(5))
 
     async def test_sigterm_closes_1001_and_exits(self) -> None:
         with run_server("fullduplex", "tests.asgi.apps:asgi_app") as (where, proc):

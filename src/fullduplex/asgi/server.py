@@ -20,12 +20,12 @@ application gets its disconnect; one that does not return within ``drain_timeout
 cancelled.
 
 HTTP scopes are read by the same HTTP/1.1 reader as the opening handshake
-(:mod:`fullduplex.protocol.http11`, not h11): a request without a body gets the
-application's response, buffered, with ``Connection: close``. That is enough for the GET
-routes beside WebSocket routes of a Starlette or FastAPI application, not for request bodies
-(a request with one is refused with 400: python-socketio's polling transport, which POSTs,
-does not work, so its clients need ``transports=["websocket"]``) or streaming responses (use
-an HTTP server for those).
+(:mod:`fullduplex.protocol.http11`, not h11): the request, its body included (up to
+``max_body_size``, with a Content-Length; chunked requests get 411), is read whole before the
+application runs, and its response is buffered and sent with ``Connection: close``. That is
+enough for the HTTP routes beside WebSocket routes of a Starlette or FastAPI application, and
+for python-socketio's long-polling, not for streaming responses or uploads larger than the
+limit (use an HTTP server for those).
 """
 
 from __future__ import annotations
@@ -42,10 +42,12 @@ from ..exceptions import ConnectionClosed
 from ..protocol.handshake import Request, Response
 from ._types import ASGIApplication, Message, Scope, headers_from_asgi
 
-__all__ = ["DEFAULT_DRAIN_TIMEOUT", "ASGIBridge", "serve_asgi"]
+__all__ = ["DEFAULT_DRAIN_TIMEOUT", "DEFAULT_MAX_BODY_SIZE", "ASGIBridge", "serve_asgi"]
 
 #: Seconds an ASGI application may take to return once its WebSocket closed at shutdown.
 DEFAULT_DRAIN_TIMEOUT = 30.0
+#: The largest HTTP request body an ASGI application gets by default (``max_body_size``).
+DEFAULT_MAX_BODY_SIZE = 1 << 20
 
 _logger = logging.getLogger("fullduplex.asgi")
 _DENIAL = "websocket.http.response"
@@ -225,8 +227,13 @@ class _Session:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
 
-async def _http(app: ASGIApplication, scope: Scope, ws: ServerWebSocket) -> Response:
+async def _http(
+    app: ASGIApplication, scope: Scope, ws: ServerWebSocket, request: Request
+) -> Response:
     """Run an ``http`` scope to its end; return the buffered response."""
+    if request.discarded:
+        # Over max_body_size: read and dropped by the server; the application never sees it.
+        return ws.respond(413, f"Content Too Large: a request body of {request.discarded} bytes\n")
     started: list[Any] = []
     body: list[bytes] = []
     sent_request = False
@@ -235,7 +242,7 @@ async def _http(app: ASGIApplication, scope: Scope, ws: ServerWebSocket) -> Resp
         nonlocal sent_request
         if not sent_request:
             sent_request = True
-            return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": request.body, "more_body": False}
         await asyncio.Event().wait()  # the client cannot disconnect before we answer
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -334,9 +341,12 @@ class ASGIBridge:
         """Run the scope up to the application's answer to the handshake."""
         app = self.app
         if not request.is_upgrade:
+            # The request is in: how long the application takes to answer is its own
+            # business (a long-poll waits for tens of seconds), not the opening timeout's.
+            ws._cancel_open_timer()
             scope = _scope(ws, request, "http", "http", self.root_path)
             scope["state"] = dict(self.state)
-            return await _http(app, scope, ws)
+            return await _http(app, scope, ws, request)
         scope = _scope(ws, request, "websocket", "ws", self.root_path)
         scope["state"] = dict(self.state)
         session = _Session(ws, self.defaults() if self.defaults is not None else ())
@@ -415,6 +425,7 @@ def serve_asgi(
     *,
     drain_timeout: float | None = DEFAULT_DRAIN_TIMEOUT,
     lifespan: bool = True,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     **options: Any,
 ) -> Server:
     """Create a fullduplex server that runs the ASGI 3 application ``app``.
@@ -427,6 +438,9 @@ def serve_asgi(
         drain_timeout: At shutdown, seconds an application may take to return after its
             WebSocket closed with 1001; then it is cancelled. None: wait for ever.
         lifespan: Run the application's ``lifespan`` startup and shutdown.
+        max_body_size: The largest body of an HTTP request (a POST to an HTTP route), read
+            whole before the application runs; a larger one is answered 413 without it. A
+            body must come with a Content-Length (chunked requests get 411).
         **options: Options of :func:`fullduplex.serve` (limits, timeouts, ``ssl``...).
 
     Returns:
@@ -457,6 +471,7 @@ def serve_asgi(
         bridge.handler,
         host,
         port,
+        max_body_size=max_body_size,
         process_request=bridge.process_request,
         on_start=on_start,
         on_closed=on_closed,

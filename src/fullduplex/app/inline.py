@@ -31,7 +31,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import TYPE_CHECKING, Any, Final
 
-from ..exceptions import ConnectionClosed
+from ..exceptions import ConcurrencyError, ConnectionClosed
 from .codecs import PassthroughCodec
 from .endpoint import CloseReason, Endpoint, FunctionEndpoint
 from .session import Session
@@ -168,10 +168,12 @@ class Conversation:
         "_busy",
         "_coroutine",
         "_decode",
+        "_encode",
         "_endpoint",
         "_handler",
         "_inline",
         "_key",
+        "_metrics",
         "_session",
         "_ws",
     )
@@ -184,8 +186,11 @@ class Conversation:
         self._endpoint = endpoint
         self._session = session
         self._key = key
+        self._metrics = app.metrics
         codec = session._codec
-        self._decode = None if type(codec) is PassthroughCodec else codec.decode
+        passthrough = type(codec) is PassthroughCodec
+        self._decode = None if passthrough else codec.decode
+        self._encode = None if passthrough else codec.encode
         self._handler = handler = message_handler(endpoint)
         self._inline = not can_suspend(handler)
         # An async def that cannot suspend: its coroutine is run to its end at once.
@@ -245,7 +250,8 @@ class Conversation:
             self._spawn(self._handle(message))
             return
         session = self._session
-        self._app.metrics.received += 1
+        metrics = self._metrics
+        metrics.received += 1
         if session._idle_handle is not None:
             session._touch()
         try:
@@ -253,7 +259,8 @@ class Conversation:
             result = self._handler(session, message if decode is None else decode(message))
             if result is None:
                 return
-            if type(result) is not str and _is_awaitable(result):
+            kind = type(result)
+            if kind is not str and kind is not bytes and _is_awaitable(result):
                 if self._coroutine and inspect.iscoroutine(result):
                     result = _finish(result)
                     if result is None:
@@ -261,9 +268,26 @@ class Conversation:
                 else:
                     self._spawn(self._reply_later(result, True))
                     return
-            if not session._reply_nowait(result):
-                # session.send() would wait: for the write buffer, or for the close.
+            # session.send(result), when it would not wait: the reply leaves with this read.
+            ws = self._ws
+            if ws._write_paused:
                 self._spawn(self._reply_later(result, False))
+                return
+            encode = self._encode
+            if encode is not None:
+                data = encode(result)
+            elif kind is str or kind is bytes:
+                data = result  # what PassthroughCodec.encode returns
+            else:
+                data = session._codec.encode(result)
+            try:
+                ws.send_nowait(data)
+            except (ConnectionClosed, ConcurrencyError):
+                # Closing, or a fragmented message going: send() waits for either (and then
+                # raises or sends); nothing was sent yet.
+                self._spawn(self._reply_later(result, False))
+                return
+            metrics.sent += 1
         except Exception as exc:
             self._spawn(self._failed(exc))
 

@@ -178,29 +178,6 @@ class Session:
         await self._ws.send(message)
         self._registry.metrics.sent += 1
 
-    def _reply_nowait(self, obj: Any) -> bool:
-        """Send a value a handler returned, now, when :meth:`send` would not wait: the
-        connection is open, its write buffer under its limit, no fragmented message going.
-
-        For the App's native sessions, which handle messages inside the connection's read
-        callback: the reply leaves with that read's one write.
-
-        Returns:
-            False when nothing was sent because :meth:`send` would wait (call it then).
-
-        Raises:
-            TypeError: The codec cannot encode ``obj``.
-        """
-        ws = self._ws
-        if ws._write_paused or ws._fragmenting is not None or ws.state is not _OPEN:
-            return False
-        message = self._codec.encode(obj)
-        if self._idle_handle is not None:
-            self._touch()
-        ws.send_nowait(message)
-        self._registry.metrics.sent += 1
-        return True
-
     def send_nowait(self, obj: Any) -> bool:
         """Send ``obj`` now, without waiting, under the endpoint's overflow policy.
 

@@ -30,6 +30,7 @@ adapters (ASGI) run in one task each. No task or future per message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
@@ -75,7 +76,9 @@ _REASONS = {1003: "unsupported data", 1007: "invalid data", 1011: "internal erro
 _NO_STORE = (("Cache-Control", "no-store"),)
 
 
+@functools.lru_cache(maxsize=256)
 def _endpoint_key(template: str) -> Hashable:
+    # Cached: one tuple per endpoint, not one per session (the session holds it till its end).
     return ("endpoint", template)
 
 

@@ -263,3 +263,28 @@ class TestIdle:
             finally:
                 for ws in clients:
                     await ws.close()
+
+
+class TestServerClose:
+    """The server waits for sessions on callbacks as it waited for their tasks."""
+
+    async def test_close_without_closing_sessions_waits_for_them(self) -> None:
+        recorder = Recorder()
+
+        def echo(self: Endpoint, session: Session, message: Any) -> Any:
+            return message
+
+        app = App()
+        app.endpoint("/x")(recorder.endpoint(on_message=echo))
+        async with serving(app) as server:
+            ws = await connect(url(server, "/x"))
+            await recorder.next_open()
+            closing = server.close(close_connections=False)
+            await ws.send("still served")
+            assert await wait_for(ws.recv()) == "still served"
+            await asyncio.sleep(0.05)
+            assert not closing.done()
+            await ws.close()
+            await wait_for(closing)
+            # on_close ran before the server (and the app's broker) closed.
+            assert [kind for kind, _ in recorder.events] == ["open", "close"]

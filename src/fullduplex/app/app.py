@@ -119,6 +119,10 @@ class App:
         self._admission = Admission(limits) if limits is not None else None
         self._serving = False
         self._server: Server | None = None
+        # Sessions on the server's callbacks, which the server does not wait for as it waits
+        # for tasks: shutdown() waits for them (after close(close_connections=False)).
+        self._native_sessions = 0
+        self._native_ended: asyncio.Event | None = None
         self._registry.metrics.add_gauges(self._gauges)
         self._logger: LoggerLike = logger if logger is not None else _logger
         self.use_broker(
@@ -415,8 +419,17 @@ class App:
 
     async def shutdown(self) -> None:
         """Stop what :meth:`startup` started; servers call it after the last session."""
+        while self._native_sessions:
+            ended = self._native_ended = asyncio.Event()
+            await ended.wait()
         self._serving = False
         await self.broker.close()
+
+    def _native_session_ended(self) -> None:
+        """A session on the server's callbacks ended (what remains of it runs in tasks)."""
+        self._native_sessions -= 1
+        if not self._native_sessions and self._native_ended is not None:
+            self._native_ended.set()
 
     async def serve_forever(
         self,

@@ -204,6 +204,7 @@ class Conversation:
         """Register the session and run on_open: inline when it cannot suspend."""
         session = self._session
         session._opened(self._key)
+        self._app._native_sessions += 1
         metrics = self._app.metrics
         metrics.count(metrics.opened, session._config.path)
         self._ws.on_end = self._lost
@@ -384,6 +385,7 @@ class Conversation:
         """The session is over: leave its groups, count the close; return its reason."""
         session = self._session
         session._ended(self._key)
+        self._app._native_session_ended()
         reason = session._close_reason(closed)
         self._app.metrics.count_close(reason.code, closed_by(closed, session))
         return reason

@@ -18,4 +18,3 @@ cdef class Conversation:
     cdef public object _metrics
     cdef public object _session
     cdef public WebSocket _ws
-    cdef object __weakref__

@@ -29,7 +29,7 @@ import dis
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..exceptions import ConcurrencyError, ConnectionClosed
 from .codecs import PassthroughCodec
@@ -207,7 +207,8 @@ class Conversation:
         self._app._native_sessions += 1
         metrics = self._app.metrics
         metrics.count(metrics.opened, session._config.path)
-        self._ws.on_end = self._lost
+        # The conversation is both callbacks (see __call__): no bound method per session.
+        self._ws.on_end = self
         on_open = self._endpoint.on_open
         if can_suspend(on_open):
             self._spawn(self._opening(None))
@@ -245,8 +246,14 @@ class Conversation:
 
     # ---- messages ------------------------------------------------------------------------------
 
-    def __call__(self, message: Message) -> None:
-        """The connection's on_message: handle ``message`` now, or start a task for it."""
+    def __call__(self, received: Message | WebSocket) -> None:
+        """The connection's on_message and on_end: handle a message now, or start a task
+        for it; called with the connection instead, end the session."""
+        kind = type(received)
+        if kind is not str and kind is not bytes:
+            self._lost(cast("WebSocket", received))
+            return
+        message = cast("Message", received)
         if not self._inline:
             self._spawn(self._handle(message))
             return

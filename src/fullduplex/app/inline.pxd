@@ -17,4 +17,5 @@ cdef class Conversation:
     cdef public object _key
     cdef public object _metrics
     cdef public object _session
+    cdef public object _task
     cdef public WebSocket _ws

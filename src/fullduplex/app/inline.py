@@ -25,6 +25,7 @@ task each (``App._run_matched``), with the same per-message code (:func:`handle_
 
 from __future__ import annotations
 
+import asyncio
 import dis
 import functools
 import inspect
@@ -136,7 +137,7 @@ async def handle_message(
         :data:`CONTINUE`; or how the session ends: the ConnectionClosed that ended it, or
         None when this side closed it after an error.
     """
-    app.metrics.received += 1
+    session._registry.metrics.received += 1
     if session._idle_handle is not None:
         session._touch()
     try:
@@ -175,6 +176,7 @@ class Conversation:
         "_key",
         "_metrics",
         "_session",
+        "_task",
         "_ws",
     )
 
@@ -197,6 +199,7 @@ class Conversation:
         self._coroutine = inspect.iscoroutinefunction(handler)
         # True while a task has the session: the connection queues messages meanwhile.
         self._busy = False
+        self._task: asyncio.Task[None] | None = None
 
     # ---- opening -------------------------------------------------------------------------------
 
@@ -235,7 +238,7 @@ class Conversation:
         except Exception as exc:
             await self._open_failed(exc)
             return
-        await self._resume(CONTINUE)
+        await self._resume(None)
 
     async def _open_failed(self, exc: Exception) -> None:
         if isinstance(exc, ConnectionClosed) and self._session.closed:
@@ -255,7 +258,7 @@ class Conversation:
             return
         message = cast("Message", received)
         if not self._inline:
-            self._spawn(self._handle(message))
+            self._spawn(self._resume(message))
             return
         session = self._session
         metrics = self._metrics
@@ -299,32 +302,19 @@ class Conversation:
         except Exception as exc:
             self._spawn(self._failed(exc))
 
-    async def _handle(self, message: Message) -> None:
-        app = self._app
-        await self._resume(
-            await handle_message(
-                app,
-                self._endpoint,
-                self._session,
-                message,
-                on_message=self._handler,
-                decode=self._decode,
-            )
-        )
-
     async def _reply_later(self, result: Any, pending: bool) -> None:
         session = self._session
         try:
             if pending:
                 result = await result
                 if result is None:
-                    await self._resume(CONTINUE)
+                    await self._resume(None)
                     return
             await session.send(result)
         except Exception as exc:
             await self._failed(exc)
             return
-        await self._resume(CONTINUE)
+        await self._resume(None)
 
     async def _failed(self, exc: Exception) -> None:
         session = self._session
@@ -334,12 +324,25 @@ class Conversation:
         await self._app._error(self._endpoint, session, exc, "on_message")
         await self._end(None)
 
-    async def _resume(self, outcome: object) -> None:
-        """Handle the queued messages in order; then give the session back to the callbacks,
-        or end it."""
+    async def _resume(self, message: Message | None) -> None:
+        """Handle ``message`` (if any), then the queued messages in order; then give the
+        session back to the callbacks, or end it."""
         ws = self._ws
-        while outcome is CONTINUE:
+        outcome: object = CONTINUE
+        while True:
+            if message is not None:
+                outcome = await handle_message(
+                    self._app,
+                    self._endpoint,
+                    self._session,
+                    message,
+                    on_message=self._handler,
+                    decode=self._decode,
+                )
+                if outcome is not CONTINUE:
+                    break
             if not ws._messages and not ws._eof:
+                self._task = None
                 self._busy = False
                 ws.on_message = self
                 return
@@ -348,21 +351,19 @@ class Conversation:
             except ConnectionClosed as exc:
                 outcome = exc
                 break
-            outcome = await handle_message(
-                self._app,
-                self._endpoint,
-                self._session,
-                message,
-                on_message=self._handler,
-                decode=self._decode,
-            )
         await self._end(outcome)  # type: ignore[arg-type]
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Give the session to a task: messages wait in the connection's queue meanwhile."""
+        """Give the session to a task: messages wait in the connection's queue meanwhile.
+
+        The server does not track these tasks (that costs a set entry and a done callback
+        each): the App's shutdown waits for the sessions instead (see :meth:`_end`), and the
+        conversation holds its task, since asyncio keeps only weak references to tasks.
+        """
         self._busy = True
-        self._ws.on_message = None
-        self._ws._start_task(coro)
+        ws = self._ws
+        ws.on_message = None
+        self._task = ws._loop.create_task(coro)
 
     # ---- closing -------------------------------------------------------------------------------
 
@@ -387,20 +388,26 @@ class Conversation:
                     self._ws._start_task(self._closing(result))
         except Exception as exc:
             self._ws._start_task(self._close_failed(exc))
+        # What remains, if anything, runs in tasks the server waits for.
+        self._app._native_session_ended()
 
     def _ended(self, closed: ConnectionClosed | None) -> CloseReason:
         """The session is over: leave its groups, count the close; return its reason."""
         session = self._session
         session._ended(self._key)
-        self._app._native_session_ended()
         reason = session._close_reason(closed)
         self._app.metrics.count_close(reason.code, closed_by(closed, session))
         return reason
 
     async def _end(self, closed: ConnectionClosed | None) -> None:
-        """End the session from a task: what App._run_matched does after the conversation."""
-        reason = self._ended(closed)
-        await self._closing(invoke(self._endpoint.on_close, self._session, reason))
+        """End the session from a task: what App._run_matched does after the conversation.
+        The App's shutdown waits until this is done."""
+        try:
+            reason = self._ended(closed)
+            await self._closing(invoke(self._endpoint.on_close, self._session, reason))
+        finally:
+            self._task = None
+            self._app._native_session_ended()
 
     async def _closing(self, pending: Awaitable[Any]) -> None:
         try:

@@ -19,6 +19,11 @@ While a task has the session, the connection queues the messages that arrive (bo
 hands the session back to the callbacks and ends. So per-session order is kept, and an idle
 session holds no task and no future.
 
+What runs inline runs outside any task, as callback-style code does: there
+``asyncio.current_task()`` is None (it was the session's task before), and context variables
+are those of the connection's read callback (on asyncio's own loop, a copy made for each
+transport's reader); a task started for a busy spell gets a copy of that context.
+
 Adapters (ASGI, other transports) have no such callbacks: the App runs their sessions in one
 task each (``App._run_matched``), with the same per-message code (:func:`handle_message`).
 """

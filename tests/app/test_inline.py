@@ -288,3 +288,42 @@ class TestServerClose:
             await wait_for(closing)
             # on_close ran before the server (and the app's broker) closed.
             assert [kind for kind, _ in recorder.events] == ["open", "close"]
+
+
+class TestMoreEdges:
+    """Replies the codec refuses, and an on_close that awaits."""
+
+    async def test_unencodable_reply_is_an_error(self) -> None:
+        recorder = Recorder()
+
+        def reply(self: Endpoint, session: Session, message: Any) -> Any:
+            return object()
+
+        app = App()
+        app.endpoint("/x", codec=JSONCodec())(recorder.endpoint(on_message=reply))
+        async with serving(app) as server:
+            async with connect(url(server, "/x")) as ws:
+                await ws.send("1")
+                with pytest.raises(ConnectionClosedError) as info:
+                    await wait_for(ws.recv())
+            _, error = await recorder.next_error()
+            _, reason = await recorder.next_close()
+        assert info.value.code == 1011
+        assert isinstance(error, TypeError)
+        assert reason.code == 1011
+
+    async def test_awaiting_on_close_ends_before_the_server(self) -> None:
+        recorder = Recorder()
+
+        async def on_close(self: Endpoint, session: Session, reason: CloseReason) -> None:
+            await asyncio.sleep(0.01)
+            recorder.events.append(("close", reason))
+
+        app = App()
+        app.endpoint("/x")(recorder.endpoint(on_close=on_close))
+        async with serving(app) as server:
+            ws = await connect(url(server, "/x"))
+            await recorder.next_open()
+        # Leaving the block closed the session with 1001 and waited for its on_close.
+        assert recorder.events[-1] == ("close", CloseReason(1001, "server shutting down"))
+        await ws.close()

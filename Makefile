@@ -60,7 +60,7 @@ demo: venv extension
 test: deps lint typecheck
 	$(PY) -m pytest -q
 	@echo "== core tests again without the compiled speedups (the pure-Python reference)"
-	FULLDUPLEX_NO_EXTENSIONS=1 $(PY) -m pytest -q tests/protocol tests/conformance tests/asyncio tests/test_compiled.py
+	FULLDUPLEX_NO_EXTENSIONS=1 $(PY) -m pytest -q tests/protocol tests/conformance tests/asyncio tests/app tests/test_compiled.py
 
 # ---- parts ----------------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ CYTHON_SOURCES = [
     "src/fullduplex/protocol/frames.py",
     "src/fullduplex/protocol/connection.py",
     "src/fullduplex/asyncio/connection.py",
+    "src/fullduplex/app/inline.py",
 ]
 
 #: The one warning an automatic build prints when it falls back to pure Python.

@@ -173,7 +173,7 @@ class TestDistributions:
         names = zipfile.ZipFile(artefacts.wheel).namelist()
         assert not [name for name in names if name.endswith((".c", ".h", ".pxd"))]
         compiled = [name for name in names if name.endswith(".so")]
-        assert len(compiled) == 4, compiled  # _speedups and the three Cython modules
+        assert len(compiled) == 5, compiled  # _speedups and the four Cython modules
         assert "fullduplex/py.typed" in names
         assert "fullduplex/protocol/_speedups.pyi" in names
         # The browser client and its types, served by every App.

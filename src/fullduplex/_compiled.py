@@ -22,6 +22,7 @@ COMPILED_MODULES = frozenset(
         "fullduplex.protocol.frames",
         "fullduplex.protocol.connection",
         "fullduplex.asyncio.connection",
+        "fullduplex.app.inline",
     }
 )
 

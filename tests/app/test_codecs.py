@@ -137,6 +137,25 @@ class TestJSONCodec:
         with pytest.raises(TypeError):
             JSONCodec().encode({"a": object()})
 
+    def test_encode_refuses_nested_nan_and_circular_references(self) -> None:
+        circular: list[Any] = []
+        circular.append(circular)
+        for value in ({"a": [1.0, float("inf")]}, circular):
+            with pytest.raises(ValueError):
+                JSONCodec().encode(value)
+        # The markers of one call are not left behind for the next.
+        assert JSONCodec().encode([[1], [1]]) == "[[1],[1]]"
+
+    @pytest.mark.parametrize(
+        "value", ['é\n"', 1, 2.5, True, None, [], {}, {"k": ["é", {"n": None}], "f": -0.5}]
+    )
+    def test_encode_as_json_encoder_does(self, value: Any) -> None:
+        encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        assert JSONCodec().encode(value) == encoder.encode(value)
+
+    def test_byte_order_mark_is_invalid_data(self) -> None:
+        assert _code(JSONCodec(), "\ufeff{}") == 1007
+
 
 class TestJSONDataclass:
     def test_decodes_into_the_dataclass(self) -> None:

@@ -22,20 +22,22 @@
 Routing happens in the server's ``process_request`` hook, before any upgrade: a WebSocket
 request for an unknown path gets 404, and the endpoint's limits (max message size,
 compression, subprotocols) apply to the connection from its first frame. Then each session
-runs in the connection's one task: ``on_open``, ``on_message`` for each message in order,
-``on_close``; no task or future per message.
+runs from the connection's callbacks, without a task while idle: ``on_open``, ``on_message``
+for each message in order, ``on_close`` (see :mod:`fullduplex.app.inline`); sessions of
+adapters (ASGI) run in one task each. No task or future per message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Coroutine, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..asyncio.connection import DEFAULT_CLOSE_TIMEOUT
@@ -47,6 +49,15 @@ from .codecs import Codec, DecodeError, PassthroughCodec
 from .endpoint import Endpoint, EndpointConfig, FunctionEndpoint, MessageHandler
 from .groups import Group, GroupRegistry
 from .http import HTTP, RouteHandler, response
+from .inline import (
+    CONTINUE,
+    Conversation,
+    closed_by,
+    count_latency,
+    handle_message,
+    invoke,
+    message_handler,
+)
 from .limits import Admission, Limits
 from .metrics import Metrics, escape_label
 from .routing import Route, Router
@@ -76,7 +87,9 @@ _REASONS = {1003: "unsupported data", 1007: "invalid data", 1011: "internal erro
 _NO_STORE = (("Cache-Control", "no-store"),)
 
 
+@functools.lru_cache(maxsize=256)
 def _endpoint_key(template: str) -> Hashable:
+    # Cached: one tuple per endpoint, not one per session (the session holds it till its end).
     return ("endpoint", template)
 
 
@@ -135,6 +148,10 @@ class App:
         self._admission = Admission(limits) if limits is not None else None
         self._serving = False
         self._server: Server | None = None
+        # Sessions on the server's callbacks, which the server does not wait for as it waits
+        # for tasks: shutdown() waits for them (after close(close_connections=False)).
+        self._native_sessions = 0
+        self._native_ended: asyncio.Event | None = None
         self._registry.metrics.add_gauges(self._gauges)
         self._registry.metrics.add_counters(self._server_refusals)
         self._send_queue_gauge = False
@@ -439,15 +456,19 @@ class App:
         """
         before = options.pop("process_request", None)
 
-        async def process_request(ws: ServerWebSocket, request: Request) -> Response | None:
+        # A plain function, so that an upgrade is answered without a task (the server runs
+        # one only for what it returns awaitable: plain HTTP, an async hook given here).
+        def process_request(
+            ws: ServerWebSocket, request: Request
+        ) -> Response | Awaitable[Response | None] | None:
             if before is not None:
                 answer = before(ws, request)
                 if inspect.isawaitable(answer):
-                    answer = await answer
+                    return self._route_after(answer, ws, request)
                 if answer is not None:
                     self.metrics.count(self.metrics.refused, "denied")
                     return answer  # type: ignore[no-any-return]
-            return await self._route(ws, request)
+            return self._route(ws, request)
 
         options.setdefault("select_subprotocol", self._select_subprotocol)
         fallback = self._fallback
@@ -458,7 +479,7 @@ class App:
             options.setdefault("body_allowed", fallback.takes_body)
             fallback._closing = False
         server = self._server = serve(
-            self._run_session,
+            self._open_native,
             host,
             port,
             process_request=process_request,
@@ -477,8 +498,17 @@ class App:
 
     async def shutdown(self) -> None:
         """Stop what :meth:`startup` started; servers call it after the last session."""
+        while self._native_sessions:
+            ended = self._native_ended = asyncio.Event()
+            await ended.wait()
         self._serving = False
         await self.broker.close()
+
+    def _native_session_ended(self) -> None:
+        """A session on the server's callbacks ended (what remains of it runs in tasks)."""
+        self._native_sessions -= 1
+        if not self._native_sessions and self._native_ended is not None:
+            self._native_ended.set()
 
     async def serve_forever(
         self,
@@ -568,17 +598,33 @@ class App:
 
     # ---- routing -------------------------------------------------------------------------------
 
-    async def _route(self, ws: ServerWebSocket, request: Request) -> Response | None:
-        """process_request: pick the endpoint before the upgrade, or answer plain HTTP."""
+    async def _route_after(
+        self, answer: Awaitable[Response | None], ws: ServerWebSocket, request: Request
+    ) -> Response | None:
+        """process_request after an async hook given to :meth:`serve`."""
+        response = await answer
+        if response is not None:
+            self.metrics.count(self.metrics.refused, "denied")
+            return response
+        routed = self._route(ws, request)
+        if inspect.isawaitable(routed):
+            routed = await routed
+        return routed
+
+    def _route(
+        self, ws: ServerWebSocket, request: Request
+    ) -> Response | Awaitable[Response | None] | None:
+        """process_request: pick the endpoint before the upgrade (at once), or answer plain
+        HTTP (an awaitable)."""
         path = request.path.partition("?")[0]
         if self._fallback is not None and not request.is_upgrade:
             # Before the endpoints: a template with parameters could match a fallback path.
             fallback = split_path(path)
             if fallback is not None:
-                return await self._fallback.respond(ws, request, *fallback)
+                return self._fallback.respond(ws, request, *fallback)
         found = self._endpoints.match(path)
         if not request.is_upgrade:
-            return await self._http.respond(ws, request, path, endpoint=found is not None)
+            return self._http.respond(ws, request, path, endpoint=found is not None)
         if found is None:
             self.metrics.count(self.metrics.refused, "not_found")
             return ws.respond(404, "Not Found\n")
@@ -651,8 +697,46 @@ class App:
 
     # ---- running a session ---------------------------------------------------------------------
 
+    def _open_native(self, ws: WebSocket) -> Awaitable[None] | None:
+        """The server's handler: start one session on the connection's callbacks."""
+        request = ws.request
+        assert request is not None
+        path, _, query = request.path.partition("?")
+        found = self._endpoints.match(path)
+        if found is None:  # pragma: no cover - process_request answered 404
+            return ws.close(1011, "internal error")
+        created = self._new_session(ws, path, query, found)
+        if created is None:
+            return ws.close(1011, _REASONS[1011])
+        endpoint, session = created
+        native = cast("ServerWebSocket", ws)
+        Conversation(self, native, endpoint, session, _endpoint_key(session._config.path)).open()
+        return None
+
+    def _new_session(
+        self,
+        ws: WebSocket,
+        path: str,
+        query: str,
+        found: tuple[Route[EndpointConfig], dict[str, str]],
+    ) -> tuple[Endpoint, Session] | None:
+        """The endpoint instance and the session, or None when the factory failed (logged)."""
+        route, params = found
+        config = route.target
+        try:
+            endpoint = config.factory()
+        except Exception:
+            self._logger.error(
+                "[%s] creating the endpoint for %s failed", ws.id, path, exc_info=True
+            )
+            return None
+        session = Session(
+            ws, config, self._registry, path=path, path_params=params, query_string=query
+        )
+        return endpoint, session
+
     async def _run_session(self, ws: WebSocket) -> None:
-        """The server's handler: one session from on_open to on_close."""
+        """One session from on_open to on_close in the caller's task (the generic path)."""
         request = ws.request
         assert request is not None
         path, _, query = request.path.partition("?")
@@ -674,19 +758,12 @@ class App:
         Separate from :meth:`_run_session` because an ASGI server routes on the path below
         the application's ``root_path``, not on the request's full path.
         """
-        route, params = found
-        config = route.target
-        try:
-            endpoint = config.factory()
-        except Exception:
-            self._logger.error(
-                "[%s] creating the endpoint for %s failed", ws.id, path, exc_info=True
-            )
+        created = self._new_session(ws, path, query, found)
+        if created is None:
             await ws.close(1011, _REASONS[1011])
             return
-        session = Session(
-            ws, config, self._registry, path=path, path_params=params, query_string=query
-        )
+        endpoint, session = created
+        config = session._config
         key = _endpoint_key(config.path)
         session._opened(key)
         metrics = self.metrics
@@ -697,13 +774,10 @@ class App:
         finally:
             session._ended(key)
             reason = session._close_reason(closed)
-            metrics.count_close(reason.code, _closed_by(closed, session))
-            # Read once per session, at its end: a scrape never walks the open ones.
-            rtt = getattr(ws, "latency", 0.0)
-            if rtt > 0:
-                metrics.ping_rtt.observe(rtt)
+            metrics.count_close(reason.code, closed_by(closed, session))
+            count_latency(metrics, ws)
             try:
-                await _invoke(endpoint.on_close, session, reason)
+                await invoke(endpoint.on_close, session, reason)
             except Exception as exc:
                 self._logger.error("[%s] on_close failed", session.id, exc_info=True)
                 await self._report(endpoint, session, exc)
@@ -714,7 +788,7 @@ class App:
         """on_open, then on_message for each message. Returns how the connection closed, or
         None when this side closed it after an error."""
         try:
-            await _invoke(endpoint.on_open, session)
+            await invoke(endpoint.on_open, session)
         except ConnectionClosed as exc:
             if session.closed:
                 return exc
@@ -723,40 +797,20 @@ class App:
         except Exception as exc:
             await self._error(endpoint, session, exc, "on_open")
             return None
-        ws = session._ws
-        recv = ws.recv
+        recv = session._ws.recv
         codec = config.codec
         decode = None if type(codec) is PassthroughCodec else codec.decode
-        on_message = endpoint.handler if type(endpoint) is FunctionEndpoint else endpoint.on_message
-        is_async = inspect.iscoroutinefunction(on_message)
-        idle = config.idle_timeout is not None
-        metrics = self.metrics
-        traffic = metrics.traffic_of(config.path)
+        on_message = message_handler(endpoint)
         while True:
             try:
                 message = await recv()
             except ConnectionClosed as exc:
                 return exc
-            metrics.received += 1
-            traffic.bytes_in += len(message)
-            if idle:
-                session._touch()
-            try:
-                if decode is not None:
-                    message = decode(message)
-                result = on_message(session, message)
-                if is_async or (result is not None and inspect.isawaitable(result)):
-                    result = await result
-                if result is not None:
-                    await session.send(result)
-            except ConnectionClosed as exc:
-                if session.closed:
-                    return exc  # this session's connection closed while sending
-                await self._error(endpoint, session, exc, "on_message")
-                return None
-            except Exception as exc:
-                await self._error(endpoint, session, exc, "on_message")
-                return None
+            outcome = await handle_message(
+                self, endpoint, session, message, on_message=on_message, decode=decode
+            )
+            if outcome is not CONTINUE:
+                return outcome  # type: ignore[return-value]
 
     async def _error(
         self, endpoint: Endpoint, session: Session, error: Exception, where: str
@@ -778,37 +832,9 @@ class App:
     async def _report(self, endpoint: Endpoint, session: Session, error: Exception) -> None:
         """Call on_error; an exception there is logged and goes no further."""
         try:
-            await _invoke(endpoint.on_error, session, error)
+            await invoke(endpoint.on_error, session, error)
         except Exception:
             self._logger.error("[%s] on_error failed", session.id, exc_info=True)
-
-
-def _closed_by(closed: ConnectionClosed | None, session: Session) -> str:
-    """Who started the close: ``peer`` (its close frame came first), ``server`` (this side
-    sent the first close frame, or failed the connection), or ``none`` (no close frame either
-    way: the TCP connection just ended)."""
-    ws = session._ws
-    conn = getattr(ws, "_conn", None)
-    if conn is not None:
-        sent, received = conn.close_sent, conn.close_rcvd
-        if sent is None:
-            return "peer" if received is not None else "none"
-        # The protocol answers a peer's close frame by sending that very frame back (the
-        # same object as close_rcvd); a close frame of this side's own came first.
-        return "peer" if sent is received else "server"
-    # Under ASGI the server answers the peer's close itself: a code sent here came first.
-    sent_code = closed.sent_code if closed is not None else None
-    if sent_code is not None or session._sent is not None:
-        return "server"
-    code = closed.code if closed is not None else ws.close_code
-    return "peer" if code is not None and code != 1006 else "none"
-
-
-async def _invoke(func: Callable[..., Any], *args: Any) -> Any:
-    result = func(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 def _print_urls(server: Server) -> None:

@@ -5,11 +5,15 @@ default, each session gets its own instance, so instance attributes are per-sess
 Every callback may be a plain method or a coroutine method; plain ones are called directly
 and must not block.
 
-The framework runs one task per session: ``on_open``, then ``on_message`` for each message in
-order (a value it returns is sent back), then ``on_close``. An exception raised by a callback
-reaches ``on_error``, is logged once with its traceback, and closes that session with 1011;
-a message the codec cannot decode reaches ``on_error`` and closes the session with the
-codec's code (1007 or 1003). Other sessions are not affected.
+The framework calls, per session and one at a time: ``on_open``, then ``on_message`` for each
+message in order (a value it returns is sent back), then ``on_close``. On the App's own server
+a callback that cannot suspend (a plain method, or a coroutine method that never awaits) runs
+right from the connection's read callback, outside any task; one that awaits runs in a task,
+while later messages of its session wait (see :mod:`fullduplex.app.inline`).
+
+An exception raised by a callback reaches ``on_error``, is logged once with its traceback,
+and closes that session with 1011; a message the codec cannot decode reaches ``on_error`` and
+closes the session with the codec's code (1007 or 1003). Other sessions are not affected.
 """
 
 from __future__ import annotations

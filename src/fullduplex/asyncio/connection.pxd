@@ -45,6 +45,7 @@ cdef class WebSocket:
     cdef public object id
     cdef public object on_message
     cdef public object on_close
+    cdef public object on_end
     cdef object __weakref__
 
     cpdef _deliver(self, message)

@@ -125,6 +125,10 @@ class WebSocket:
         on_close: When set to a callable, it is called with this WebSocket once the
             connection is closed (the TCP connection is gone; :attr:`close_code` is known).
             With ``on_message``, this makes a connection that needs no task at all.
+        on_end: When set to a callable, it is called soon (from the event loop, not from the
+            callback that found out) with this WebSocket once no message will arrive any more:
+            the peer's close frame came, the connection failed, or it ended. That is when
+            :meth:`recv` starts raising; the TCP connection may still be open.
     """
 
     __slots__ = (
@@ -165,6 +169,7 @@ class WebSocket:
         "_write_paused",
         "id",
         "on_close",
+        "on_end",
         "on_message",
     )
 
@@ -193,6 +198,7 @@ class WebSocket:
         self.id = os.urandom(4).hex()
         self.on_message: Callable[[Message], object] | None = None
         self.on_close: Callable[[WebSocket], object] | None = None
+        self.on_end: Callable[[WebSocket], object] | None = None
         self._max_message_size = max_message_size
         self._max_frame_size = max_frame_size
         self._write_limit = write_limit
@@ -406,6 +412,11 @@ class WebSocket:
             self._recv_waiter = None
             if not waiter.done():
                 waiter.set_result(_EOF)
+        on_end = self.on_end
+        if on_end is not None:
+            self.on_end = None
+            # Soon, like a waiting recv(): this runs inside data_received and _flush.
+            self._loop.call_soon(on_end, self)
 
     def _hold_failure(self) -> None:
         """Hold the close frame of a violation back while the messages before it are handled.

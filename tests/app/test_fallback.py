@@ -611,6 +611,10 @@ class TestSameAsWebSocket:
                 ("close", CloseReason(4000, "bye")),
             ]
         )
+        # Both closes were the client's, and the metrics say so for both transports.
+        closes = app.metrics.snapshot()
+        assert closes['fullduplex_sessions_closed_total{code="4xxx",by="peer"}'] == 2
+        assert 'fullduplex_sessions_closed_total{code="4xxx",by="server"}' not in closes
 
     async def test_broadcast_reaches_websocket_and_fallback_members(self) -> None:
         app = App()

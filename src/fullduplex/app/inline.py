@@ -129,6 +129,9 @@ def closed_by(closed: ConnectionClosed | None, session: Session) -> str:
         # The protocol answers a peer's close frame by sending that very frame back (the
         # same object as close_rcvd); a close frame of this side's own came first.
         return "peer" if sent is received else "server"
+    by = getattr(ws, "closed_by", None)  # a fallback transport's session knows
+    if by is not None:
+        return str(by)
     # Under ASGI the server answers the peer's close itself: a code sent here came first.
     sent_code = closed.sent_code if closed is not None else None
     if sent_code is not None or session._sent is not None:

@@ -123,6 +123,7 @@ class FallbackSocket:
         "_next",
         "_out_bytes",
         "_outbox",
+        "_peer_first",
         "_pump_scheduled",
         "_receiver",
         "_recv_waiter",
@@ -160,6 +161,7 @@ class FallbackSocket:
         self._remote_address = remote_address
         self._state = _OPEN
         self._close_code: int | None = None
+        self._peer_first = False  # the client's close came before any of ours
         self._close_reason = ""
         self._sent_code: int | None = None
         self._sent_reason = ""
@@ -201,6 +203,14 @@ class FallbackSocket:
     def remote_address(self) -> Any:
         """The address of the client that opened the session."""
         return self._remote_address
+
+    @property
+    def closed_by(self) -> str:
+        """Who started the close: ``peer`` (the client), ``server``, or ``none`` (neither: the
+        client vanished), as the metrics label it."""
+        if self._peer_first:
+            return "peer"
+        return "server" if self._sent_code is not None else "none"
 
     @property
     def close_code(self) -> int | None:
@@ -411,6 +421,7 @@ class FallbackSocket:
             return
         self._close_code, self._close_reason = code, reason
         if self._sent_code is None:
+            self._peer_first = True
             self._sent_code, self._sent_reason = code, reason
             self._final = close_line(code, reason)
         if not self._pump():

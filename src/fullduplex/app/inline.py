@@ -381,6 +381,10 @@ class Conversation:
                 self._task = None
                 self._busy = False
                 ws.on_message = self
+                if ws._failure_hold is not None:
+                    # Every message before the peer's violation is answered: the close frame
+                    # the connection holds for them leaves now (like a handler back in recv()).
+                    ws._release_failure()
                 return
             try:
                 message = await ws.recv()

@@ -331,6 +331,43 @@ class TestMoreEdges:
         assert recorder.events[-1] == ("close", CloseReason(1001, "server shutting down"))
         await ws.close()
 
+    @pytest.mark.parametrize("fails", [False, True], ids=["awaitable", "raises"])
+    async def test_on_close_returning_an_awaitable_ends_before_the_server(
+        self, fails: bool
+    ) -> None:
+        # A plain def on_close that returns an awaitable: the session ends when it is done,
+        # and a server closing without closing connections waits for that.
+        started = asyncio.Event()
+        gate = asyncio.Event()
+        done: list[str] = []
+
+        async def later() -> None:
+            started.set()
+            await gate.wait()
+            done.append("on_close")
+            if fails:
+                raise RuntimeError("on_close failed late")
+
+        class Later(Endpoint):
+            def on_message(self, session: Session, message: Any) -> Any:
+                return message
+
+            def on_close(self, session: Session, reason: CloseReason) -> Any:
+                return later()
+
+        app = App()
+        app.endpoint("/x")(Later)
+        async with serving(app) as server:
+            ws = await connect(url(server, "/x"))
+            closing = asyncio.ensure_future(server.close(close_connections=False))
+            await ws.close()
+            await wait_for(started.wait())
+            await asyncio.sleep(0.05)
+            assert not closing.done()
+            gate.set()
+            await wait_for(closing)
+            assert done == ["on_close"]
+
 
 def _violation_after(*messages: bytes) -> bytes:
     """TEXT frames with ``messages``, then a TEXT frame with RSV2 (a violation): one write."""

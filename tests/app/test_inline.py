@@ -11,10 +11,13 @@ import pytest
 
 from fullduplex.app import App, CloseReason, Endpoint, JSONCodec, Session
 from fullduplex.app.inline import can_suspend
+from fullduplex.asyncio import connection as connection_module
 from fullduplex.asyncio.client import connect
+from fullduplex.asyncio.server import Server
 from fullduplex.exceptions import ConnectionClosedError
+from fullduplex.protocol.frames import Opcode, serialize_frame
 from tests.app.utils import Recorder, serving, url
-from tests.asyncio.utils import wait_for
+from tests.asyncio.utils import RawClient, wait_for
 
 
 async def _no_await(session: Session, message: Any) -> Any:
@@ -327,3 +330,168 @@ class TestMoreEdges:
         # Leaving the block closed the session with 1001 and waited for its on_close.
         assert recorder.events[-1] == ("close", CloseReason(1001, "server shutting down"))
         await ws.close()
+
+    @pytest.mark.parametrize("fails", [False, True], ids=["awaitable", "raises"])
+    async def test_on_close_returning_an_awaitable_ends_before_the_server(
+        self, fails: bool
+    ) -> None:
+        # A plain def on_close that returns an awaitable: the session ends when it is done,
+        # and a server closing without closing connections waits for that.
+        started = asyncio.Event()
+        gate = asyncio.Event()
+        done: list[str] = []
+
+        async def later() -> None:
+            started.set()
+            await gate.wait()
+            done.append("on_close")
+            if fails:
+                raise RuntimeError("on_close failed late")
+
+        class Later(Endpoint):
+            def on_message(self, session: Session, message: Any) -> Any:
+                return message
+
+            def on_close(self, session: Session, reason: CloseReason) -> Any:
+                return later()
+
+        app = App()
+        app.endpoint("/x")(Later)
+        async with serving(app) as server:
+            ws = await connect(url(server, "/x"))
+            closing = asyncio.ensure_future(server.close(close_connections=False))
+            await ws.close()
+            await wait_for(started.wait())
+            await asyncio.sleep(0.05)
+            assert not closing.done()
+            gate.set()
+            await wait_for(closing)
+            assert done == ["on_close"]
+
+
+def _violation_after(*messages: bytes) -> bytes:
+    """TEXT frames with ``messages``, then a TEXT frame with RSV2 (a violation): one write."""
+    bad = bytearray(serialize_frame(Opcode.TEXT, b"bad", mask=b"abcd"))
+    bad[0] |= 0x20
+    return b"".join(serialize_frame(Opcode.TEXT, m, mask=b"abcd") for m in messages) + bytes(bad)
+
+
+async def _frames_after(
+    server: Server, path: str, data: bytes, *, eof: bool = False
+) -> list[tuple[int, bytes]]:
+    """Write ``data`` at once on a raw connection to ``path`` (then half-close if ``eof``);
+    return every frame until the server ends the connection (each read bounded)."""
+    raw = await RawClient.open(server.port)
+    try:
+        await raw.handshake(path)
+        raw.writer.write(data)
+        if eof:
+            await asyncio.sleep(0.001)  # the violation is read first, as its own read
+            raw.writer.write_eof()
+        frames = []
+        while True:
+            try:
+                frame = await raw.read_frame()
+            except EOFError:
+                return frames
+            frames.append((frame.opcode, frame.payload[:2] if frame.opcode == 8 else frame.payload))
+    finally:
+        await raw.close()
+
+
+CLOSE_1002 = (Opcode.CLOSE, b"\x03\xea")
+
+
+async def _nothing() -> None:
+    await asyncio.sleep(0)
+
+
+def _reply_inline(session: Session, message: Any) -> Any:
+    return "re:" + message
+
+
+async def _reply_without_await(session: Session, message: Any) -> Any:
+    return "re:" + message
+
+
+async def _reply_after_await(session: Session, message: Any) -> Any:
+    await asyncio.sleep(0)
+    return "re:" + message
+
+
+async def _reply_after_slow_await(session: Session, message: Any) -> Any:
+    await asyncio.sleep(0.01)
+    return "re:" + message
+
+
+async def _answer_nothing_after_await(session: Session, message: Any) -> Any:
+    await asyncio.sleep(0)
+    return None
+
+
+def _inline_then_awaitable(session: Session, message: Any) -> Any:
+    # "a" is answered inline; any other message by an awaitable that answers nothing (a task).
+    return "re:a" if message == "a" else _nothing()
+
+
+class TestViolationAfterMessages:
+    """Messages, then a protocol violation in the same read: each message is answered, then
+    the close frame (1002) leaves, without waiting for FAILURE_GRACE once all are answered."""
+
+    @pytest.fixture(autouse=True)
+    def _long_grace(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # A grace far longer than a read of the raw client may wait (5 s): a close frame that
+        # waits for it fails the test rather than arriving late.
+        monkeypatch.setattr(connection_module, "FAILURE_GRACE", 60.0)
+
+    @pytest.mark.parametrize(
+        "handler",
+        [_reply_inline, _reply_without_await, _reply_after_await],
+        ids=["inline", "async-without-await", "awaits"],
+    )
+    async def test_every_message_is_answered_before_the_close(self, handler: Any) -> None:
+        app = App()
+        app.on_message("/x")(handler)
+        async with serving(app, close_timeout=60) as server:
+            frames = await _frames_after(server, "/x", _violation_after(b"a", b"b", b"c"))
+        assert frames == [
+            (Opcode.TEXT, b"re:a"),
+            (Opcode.TEXT, b"re:b"),
+            (Opcode.TEXT, b"re:c"),
+            CLOSE_1002,
+        ]
+
+    async def test_close_leaves_when_the_session_is_handed_back(self) -> None:
+        # The task that had the session answered nothing and handed it back: nothing is left
+        # to answer, so the close frame leaves then, not after the grace.
+        app = App()
+        app.on_message("/x")(_answer_nothing_after_await)
+        async with serving(app, close_timeout=60) as server:
+            frames = await _frames_after(server, "/x", _violation_after(b"a", b"b", b"c"))
+        assert frames == [CLOSE_1002]
+
+    async def test_inline_reply_is_not_held_behind_a_task(self) -> None:
+        app = App()
+        app.on_message("/x")(_inline_then_awaitable)
+        async with serving(app, close_timeout=60) as server:
+            frames = await _frames_after(server, "/x", _violation_after(b"a", b"b"))
+        assert frames == [(Opcode.TEXT, b"re:a"), CLOSE_1002]
+
+    @pytest.mark.parametrize(
+        ("handler", "replies"),
+        [
+            (_inline_then_awaitable, [[(Opcode.TEXT, b"re:a")]]),
+            (_reply_after_slow_await, [[], [(Opcode.TEXT, b"re:a")]]),
+        ],
+        ids=["inline-reply-then-task", "slow"],
+    )
+    async def test_peer_half_closes_after_the_violation(
+        self, handler: Any, replies: list[Any]
+    ) -> None:
+        # The peer's EOF ends the wait: what was answered leaves, then the close frame.
+        app = App()
+        app.on_message("/x")(handler)
+        async with serving(app, close_timeout=60) as server:
+            frames = await _frames_after(server, "/x", _violation_after(b"a", b"b"), eof=True)
+        assert frames[-1] == CLOSE_1002
+        assert frames[:-1] in replies

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -16,6 +17,7 @@ from fullduplex.asyncio.client import connect
 from fullduplex.asyncio.connection import WebSocket
 from fullduplex.asyncio.server import Server, ServerWebSocket, serve
 from fullduplex.exceptions import (
+    ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
     InvalidState,
@@ -654,12 +656,27 @@ def _hello_then_violation() -> bytes:
     )
 
 
-async def _frames_after(port: int, data: bytes) -> list[tuple[int, bytes]]:
-    """Open a raw connection, write ``data`` at once; return every frame until EOF."""
+def _abc_then_violation() -> bytes:
+    """TEXT a, b, c, then a TEXT with RSV2 (a violation): one client write."""
+    bad = bytearray(serialize_frame(Opcode.TEXT, b"bad", mask=b"abcd"))
+    bad[0] |= 0x20
+    return b"".join(serialize_frame(Opcode.TEXT, m, mask=b"abcd") for m in (b"a", b"b", b"c")) + (
+        bytes(bad)
+    )
+
+
+async def _frames_after(
+    port: int, data: bytes, *, path: str = "/", eof: bool = False
+) -> list[tuple[int, bytes]]:
+    """Open a raw connection, write ``data`` at once (then half-close if ``eof``); return
+    every frame until EOF."""
     raw = await RawClient.open(port)
     try:
-        await raw.handshake()
+        await raw.handshake(path)
         raw.writer.write(data)
+        if eof:
+            await asyncio.sleep(0.001)  # the violation is read first, as its own read
+            raw.writer.write_eof()
         frames = []
         while True:
             try:
@@ -696,6 +713,34 @@ class TestSection7_1_7RepliesBeforeTheFailure:
 
         async with serve(slow_echo, "127.0.0.1", 0) as server:
             assert await _frames_after(server.port, _hello_then_violation()) == self.EXPECTED
+
+    async def test_async_for_handler_answers_every_message(self) -> None:
+        # The first reply must not take the close frame with it: b and c are answered too.
+        async def reply(ws: Any) -> None:
+            async for message in ws:
+                await ws.send("re:" + message)
+
+        async with serve(reply, "127.0.0.1", 0) as server:
+            frames = await _frames_after(server.port, _abc_then_violation())
+        assert frames == [
+            (Opcode.TEXT, b"re:a"),
+            (Opcode.TEXT, b"re:b"),
+            (Opcode.TEXT, b"re:c"),
+            (Opcode.CLOSE, b"\x03\xea"),
+        ]
+
+    async def test_peer_half_closes_after_the_violation(self) -> None:
+        # The peer's EOF ends the wait: the close frame still leaves (after any reply).
+        async def slow_echo(ws: Any) -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for message in ws:
+                    await asyncio.sleep(0.01)
+                    await ws.send(message)
+
+        async with serve(slow_echo, "127.0.0.1", 0) as server:
+            frames = await _frames_after(server.port, _hello_then_violation(), eof=True)
+        assert frames[-1] == (Opcode.CLOSE, b"\x03\xea")
+        assert frames[:-1] in ([], [(Opcode.TEXT, b"hello")])
 
     async def test_handler_back_in_recv_without_replying(self) -> None:
         received: list[Any] = []

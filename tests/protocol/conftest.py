@@ -132,13 +132,13 @@ class Pair:
         return True
 
 
-def frames_sent(conn: Connection) -> tuple[list[Frame], bool]:
-    """Take ``conn.data_to_send()`` and parse it as the peer would.
+def frames_sent(conn: Connection, *, apply_failure: bool = True) -> tuple[list[Frame], bool]:
+    """Take ``conn.data_to_send(apply_failure)`` and parse it as the peer would.
 
     Returns:
         The frames, and whether SEND_EOF was requested (it must be the last item).
     """
-    chunks = conn.data_to_send()
+    chunks = conn.data_to_send(apply_failure=apply_failure)
     eof = False
     if chunks and chunks[-1] == SEND_EOF:
         eof = True

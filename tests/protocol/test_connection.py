@@ -556,6 +556,25 @@ class TestSection7_1_7FailureAfterValidMessages:
         assert eof
         assert server.failure is not None and server.failure.code == 1002
 
+    def test_data_to_send_can_leave_the_failure_held(self, server: Connection) -> None:
+        # A driver whose handler answers later writes each reply as it comes, then the close.
+        bad, _ = self.bad_frame(server, "rsv2")
+        server.receive_data(client_frame(Opcode.TEXT, b"a") + client_frame(Opcode.TEXT, b"b") + bad)
+        assert server.events_received() == ["a", "b"]
+        for text in ("a", "b"):
+            server.send_text(text)
+            frames, eof = frames_sent(server, apply_failure=False)
+            assert [(f.opcode, f.payload) for f in frames] == [(Opcode.TEXT, text.encode())]
+            assert not eof
+            assert server.failure_pending
+            assert state_of(server) is State.OPEN
+        assert server.data_to_send(apply_failure=False) == []
+        frames, eof = frames_sent(server)
+        assert [f.opcode for f in frames] == [Opcode.CLOSE]
+        assert eof
+        assert not server.failure_pending
+        assert server.failure is not None and server.failure.code == 1002
+
     def test_pong_and_message_before_the_violation(self, server: Connection) -> None:
         bad, _ = self.bad_frame(server, "reserved opcode 5")
         server.receive_data(client_frame(Opcode.PING, b"1") + client_frame(Opcode.TEXT, b"m") + bad)

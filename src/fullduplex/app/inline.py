@@ -384,6 +384,10 @@ class Conversation:
                 self._task = None
                 self._busy = False
                 ws.on_message = self
+                if ws._failure_hold is not None:
+                    # Every message before the peer's violation is answered: the close frame
+                    # the connection holds for them leaves now (like a handler back in recv()).
+                    ws._release_failure()
                 return
             try:
                 message = await ws.recv()
@@ -424,11 +428,20 @@ class Conversation:
                 if inspect.iscoroutine(result) and inspect.iscoroutinefunction(endpoint.on_close):
                     _finish(result)
                 else:
-                    self._ws._start_task(self._closing(result))
+                    # A plain def that returned an awaitable: the session ends when it does.
+                    self._ws._start_task(self._counted(self._closing(result)))
+                    return
         except Exception as exc:
-            self._ws._start_task(self._close_failed(exc))
-        # What remains, if anything, runs in tasks the server waits for.
+            self._ws._start_task(self._counted(self._close_failed(exc)))
+            return
         self._app._native_session_ended()
+
+    async def _counted(self, work: Awaitable[None]) -> None:
+        """Finish the end of a session in a task; the App's shutdown waits until it is done."""
+        try:
+            await work
+        finally:
+            self._app._native_session_ended()
 
     def _ended(self, closed: ConnectionClosed | None) -> CloseReason:
         """The session is over: leave its groups, count the close; return its reason."""

@@ -111,10 +111,11 @@ class WebSocket:
     messages are still delivered and the replies sent to them reach the peer before the close
     frame (1002, 1007...). An ``on_message`` callback answers inline, so the close frame
     follows at once. A handler that reads with ``recv()`` or ``async for`` runs in a task: the
-    close frame waits until it comes back to ``recv()`` having taken every such message, or
-    until anything else is sent, or :data:`FAILURE_GRACE` seconds (at most ``close_timeout``),
-    whichever comes first. Nothing is sent after the close frame: a reply later than that
-    raises :class:`~fullduplex.exceptions.ConnectionClosed`.
+    close frame waits until it comes back to ``recv()`` having taken every such message (its
+    replies leave as they are sent meanwhile), until this side closes, until the peer
+    half-closes, or :data:`FAILURE_GRACE` seconds (at most ``close_timeout``), whichever comes
+    first. Nothing is sent after the close frame: a reply later than that raises
+    :class:`~fullduplex.exceptions.ConnectionClosed`.
 
     Attributes:
         id: A short identifier for log lines about this connection.
@@ -425,9 +426,12 @@ class WebSocket:
         (on_message) has already answered the messages, so the close frame follows at once.
         A handler that reads with ``recv()`` / ``async for`` runs in its own task: the close
         frame waits until that handler comes back to ``recv()`` with every such message taken
-        (its replies are written by then), until anything else is sent (the close frame
-        follows that), or :data:`FAILURE_GRACE` seconds (at most ``close_timeout``), whichever
-        comes first. Nothing is read meanwhile, and nothing is ever sent after the close frame.
+        (its replies are written by then: ``_flush`` writes them as they come and leaves the
+        failure held), until a callback-style owner of the messages hands them back with the
+        queue empty (it calls ``_release_failure``), until this side closes (the close frame
+        is the failure's), until the peer half-closes (``eof_received``), or
+        :data:`FAILURE_GRACE` seconds (at most ``close_timeout``), whichever comes first.
+        Nothing is read meanwhile, and nothing is ever sent after the close frame.
         """
         if self._failure_hold is None and not self._lost:
             grace = FAILURE_GRACE
@@ -683,7 +687,9 @@ class WebSocket:
             return  # data_received flushes once it has delivered every message of the read
         conn = self._conn
         assert conn is not None
-        chunks = conn.data_to_send()
+        # While a failure is held (_hold_failure), only the replies leave: the close frame
+        # waits for _release_failure.
+        chunks = conn.data_to_send(self._failure_hold is None)
         if not chunks:
             return
         transport = self._transport
@@ -774,8 +780,9 @@ class WebSocket:
                     and any(type(event) is str or type(event) is bytes for event in events)
                 ):
                     self._hold_failure()
-                else:
-                    self._flush()
+                # Replies sent by callbacks before a handler took the messages over leave now;
+                # a held close frame stays behind.
+                self._flush()
         else:
             self._flush()
         # The write buffer is over write_limit and the peer's pings still call for pongs:
@@ -802,6 +809,9 @@ class WebSocket:
         if conn is None:
             self._handshake_eof_received()
             return None
+        if self._failure_hold is not None:
+            # The peer will send nothing more: what was answered leaves, then the close frame.
+            self._release_failure()
         conn.receive_eof()
         conn.events_received()
         # The protocol asks for SEND_EOF here; returning None makes asyncio close the transport,

@@ -35,7 +35,7 @@ cdef class Connection:
     @cython.locals(events=list, frames=list, opcode=int, fin=bint, rsv1=bint)
     cpdef receive_data(self, data)
     cpdef list events_received(self)
-    cpdef list data_to_send(self)
+    cpdef list data_to_send(self, bint apply_failure=*)
     cpdef _write(self, int opcode, payload, bint fin, bint rsv1)
     cpdef _queue_event(self, event)
     cpdef _queue_data(self, data)

@@ -331,7 +331,8 @@ class Connection:
         application may still answer those messages. The next :meth:`data_to_send` (or
         :meth:`send_close`, :meth:`fail`, :meth:`receive_eof`) queues the close frame after
         whatever was sent meanwhile. A driver that hands messages to the application later
-        (in another task) may delay that call for a bounded time; it must not delay it forever.
+        (in another task) writes the replies meanwhile with ``data_to_send(apply_failure=False)``
+        and may delay the failing call for a bounded time; it must not delay it forever.
         """
         return self._pending_failure is not None
 
@@ -538,7 +539,7 @@ class Connection:
 
     # ---- sending -------------------------------------------------------------------------
 
-    def data_to_send(self) -> list[bytes]:
+    def data_to_send(self, apply_failure: bool = True) -> list[bytes]:
         """Return the bytes to write since the last call, in order, and forget them.
 
         An item equal to :data:`SEND_EOF` asks the driver to end the TCP connection: half-close
@@ -547,9 +548,13 @@ class Connection:
         them in order, and write a large item on its own rather than joining it with others.
 
         A failure held by :meth:`receive_data` (:attr:`failure_pending`) is applied first: its
-        close frame comes last, after whatever was sent since.
+        close frame comes last, after whatever was sent since. With ``apply_failure=False``
+        it stays held and only what was sent since the last call is returned (replies to the
+        messages before the violation): after calling this, you must still call
+        ``data_to_send()`` (or :meth:`send_close`, :meth:`fail`, :meth:`receive_eof`, then
+        ``data_to_send()``) within a bounded time, and write what it returns.
         """
-        if self._pending_failure is not None:
+        if apply_failure and self._pending_failure is not None:
             self._apply_pending_failure()
         out = self._out
         if out is _NONE_YET:

@@ -50,6 +50,7 @@ from urllib.parse import quote
 
 from ..app.http import response
 from ..exceptions import ConnectionClosed, ProtocolError
+from ..protocol.closes import CloseRecord
 from ..protocol.connection import State
 from ..protocol.frames import serialize_close
 from ..protocol.handshake import Request, Response
@@ -119,7 +120,7 @@ class _Responder:
         return _respond(status, body, headers)
 
 
-class ASGIWebSocket:
+class ASGIWebSocket(CloseRecord):
     """One ASGI WebSocket as a :class:`~fullduplex.app.Session` drives it.
 
     It offers what sessions use of :class:`~fullduplex.asyncio.connection.WebSocket`
@@ -138,14 +139,10 @@ class ASGIWebSocket:
 
     __slots__ = (
         "_buffered",
-        "_close_code",
-        "_close_reason",
         "_drained",
         "_queue",
         "_receive",
         "_send",
-        "_sent_code",
-        "_sent_reason",
         "_state",
         "_writer",
         "id",
@@ -156,6 +153,7 @@ class ASGIWebSocket:
     )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, request: Request) -> None:
+        super().__init__()
         self.id = os.urandom(4).hex()
         self.scope = scope
         self.request = request
@@ -164,10 +162,6 @@ class ASGIWebSocket:
         self._receive = receive
         self._send = send
         self._state = State.CONNECTING
-        self._close_code: int | None = None
-        self._close_reason = ""
-        self._sent_code: int | None = None
-        self._sent_reason = ""
         # Messages sent without waiting, and their total length (str: characters).
         self._queue: deque[str | bytes] = deque()
         self._buffered = 0
@@ -201,32 +195,11 @@ class ASGIWebSocket:
         client = self.scope.get("client")
         return tuple(client) if client else None
 
-    @property
-    def close_code(self) -> int | None:
-        """The peer's close code once the server reported the disconnect, else the code this
-        side closed with, else None."""
-        return self._close_code if self._close_code is not None else self._sent_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """The reason that goes with :attr:`close_code` (None while it is None)."""
-        if self._close_code is not None:
-            return self._close_reason
-        return self._sent_reason if self._sent_code is not None else None
-
     def respond(
         self, status: int, body: str | bytes, headers: Iterable[tuple[str, str]] = ()
     ) -> Response:
         """Build the HTTP response for ``process_request`` to return instead of the accept."""
         return _respond(status, body, headers)
-
-    def _closed(self) -> ConnectionClosed:
-        return ConnectionClosed.create(
-            self._close_code if self._close_code is not None else 1006,
-            self._close_reason,
-            self._sent_code,
-            self._sent_reason,
-        )
 
     # ---- receiving -----------------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..asyncio.timers import Deadline, timers_for
-from ..exceptions import ConnectionClosed, ProtocolError
+from ..exceptions import ProtocolError
+from ..protocol.closes import CloseRecord
 from ..protocol.connection import State
 from ..protocol.frames import serialize_close
 from .wire import HEARTBEAT, close_line, message_line
@@ -93,7 +94,7 @@ class Receiver:
             stream.end()
 
 
-class FallbackSocket:
+class FallbackSocket(CloseRecord):
     """A fallback session's connection, shaped like the WebSocket a Session drives.
 
     Args:
@@ -113,8 +114,6 @@ class FallbackSocket:
     """
 
     __slots__ = (
-        "_close_code",
-        "_close_reason",
         "_close_timeout",
         "_closed_waiter",
         "_drained",
@@ -128,8 +127,6 @@ class FallbackSocket:
         "_receiver",
         "_recv_waiter",
         "_remote_address",
-        "_sent_code",
-        "_sent_reason",
         "_state",
         "expected_seq",
         "heartbeat",
@@ -151,6 +148,7 @@ class FallbackSocket:
         heartbeat: float,
         close_timeout: float,
     ) -> None:
+        super().__init__()
         self.id = os.urandom(4).hex()
         self.request = request
         self.subprotocol: str | None = None
@@ -160,11 +158,7 @@ class FallbackSocket:
         self._close_timeout = close_timeout
         self._remote_address = remote_address
         self._state = _OPEN
-        self._close_code: int | None = None
         self._peer_first = False  # the client's close came before any of ours
-        self._close_reason = ""
-        self._sent_code: int | None = None
-        self._sent_reason = ""
         # (number, line) of every message not yet acknowledged; numbers are consecutive.
         self._outbox: deque[tuple[int, bytes]] = deque()
         self._out_bytes = 0
@@ -213,29 +207,9 @@ class FallbackSocket:
         return "server" if self._sent_code is not None else "none"
 
     @property
-    def close_code(self) -> int | None:
-        """The client's close code, else the one this side closed with, else None."""
-        return self._close_code if self._close_code is not None else self._sent_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """The reason that goes with :attr:`close_code` (None while it is None)."""
-        if self._close_code is not None:
-            return self._close_reason
-        return self._sent_reason if self._sent_code is not None else None
-
-    @property
     def attached(self) -> bool:
         """Whether a stream or poll response is attached now."""
         return self._receiver is not None
-
-    def _closed(self) -> ConnectionClosed:
-        return ConnectionClosed.create(
-            self._close_code if self._close_code is not None else 1006,
-            self._close_reason,
-            self._sent_code,
-            self._sent_reason,
-        )
 
     # ---- receiving -----------------------------------------------------------------------------
 
@@ -393,8 +367,7 @@ class FallbackSocket:
         except ProtocolError as exc:
             raise ValueError(str(exc)) from None
         self._state = State.LOCAL_CLOSING
-        self._sent_code, self._sent_reason = code, reason
-        self._final = close_line(code, reason)
+        self._queue_close(code, reason)
         waiter = self._closed_waiter = asyncio.get_running_loop().create_future()
         self._pump()
         if self._state is _CLOSED:
@@ -410,8 +383,7 @@ class FallbackSocket:
         reaches an attached response; a client between polls finds the session gone."""
         if self._state is _OPEN:
             self._state = State.LOCAL_CLOSING
-            self._sent_code, self._sent_reason = code, reason
-            self._final = close_line(code, reason)
+            self._queue_close(code, reason)
         if self._state is not _CLOSED and not self._pump():
             self._finish(delivered=False)
 
@@ -422,10 +394,14 @@ class FallbackSocket:
         self._close_code, self._close_reason = code, reason
         if self._sent_code is None:
             self._peer_first = True
-            self._sent_code, self._sent_reason = code, reason
-            self._final = close_line(code, reason)
+            self._queue_close(code, reason)  # the answer: the same close
         if not self._pump():
             self._finish()
+
+    def _queue_close(self, code: int, reason: str) -> None:
+        """This side's close: the last line the client gets."""
+        self._sent_code, self._sent_reason = code, reason
+        self._final = close_line(code, reason)
 
     def vanished(self) -> None:
         """The client stopped coming back: the session ends as a lost connection (1006)."""

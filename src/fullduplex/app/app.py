@@ -697,14 +697,23 @@ class App:
 
     # ---- running a session ---------------------------------------------------------------------
 
-    def _open_native(self, ws: WebSocket) -> Awaitable[None] | None:
-        """The server's handler: start one session on the connection's callbacks."""
+    def _matched(
+        self, ws: WebSocket
+    ) -> tuple[str, str, tuple[Route[EndpointConfig], dict[str, str]]] | None:
+        """The path, query and endpoint of the connection's request (None: no endpoint,
+        which process_request answered with 404 already)."""
         request = ws.request
         assert request is not None
         path, _, query = request.path.partition("?")
         found = self._endpoints.match(path)
-        if found is None:  # pragma: no cover - process_request answered 404
-            return ws.close(1011, "internal error")
+        return None if found is None else (path, query, found)
+
+    def _open_native(self, ws: WebSocket) -> Awaitable[None] | None:
+        """The server's handler: start one session on the connection's callbacks."""
+        matched = self._matched(ws)
+        if matched is None:  # pragma: no cover - process_request answered 404
+            return ws.close(1011, _REASONS[1011])
+        path, query, found = matched
         created = self._new_session(ws, path, query, found)
         if created is None:
             return ws.close(1011, _REASONS[1011])
@@ -737,14 +746,11 @@ class App:
 
     async def _run_session(self, ws: WebSocket) -> None:
         """One session from on_open to on_close in the caller's task (the generic path)."""
-        request = ws.request
-        assert request is not None
-        path, _, query = request.path.partition("?")
-        found = self._endpoints.match(path)
-        if found is None:  # pragma: no cover - process_request answered 404
-            await ws.close(1011, "internal error")
+        matched = self._matched(ws)
+        if matched is None:  # pragma: no cover - process_request answered 404
+            await ws.close(1011, _REASONS[1011])
             return
-        await self._run_matched(ws, path, query, found)
+        await self._run_matched(ws, *matched)
 
     async def _run_matched(
         self,

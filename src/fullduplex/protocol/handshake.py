@@ -35,7 +35,7 @@ import hashlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 
 import h11
@@ -529,24 +529,12 @@ class ServerHandshake:
                 self._body = (request, -left)
                 buffer.clear()
                 return None
-            request = Request(
-                request.method,
-                request.path,
-                request.headers,
-                request.http_version,
-                discarded=int(request.headers["Content-Length"]),
-            )
+            request = replace(request, discarded=int(request.headers["Content-Length"]))
             rest = bytes(buffer[len(buffer) + left :])
         else:
             if len(buffer) < length:
                 return None
-            request = Request(
-                request.method,
-                request.path,
-                request.headers,
-                request.http_version,
-                bytes(buffer[:length]),
-            )
+            request = replace(request, body=bytes(buffer[:length]))
             rest = bytes(buffer[length:])
         self._body = None
         self._body_buffer = bytearray()

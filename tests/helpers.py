@@ -9,8 +9,9 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-__all__ = ["TIMEOUT_FACTOR", "echo_server_process", "seconds"]
+__all__ = ["TIMEOUT_FACTOR", "echo_server_process", "seconds", "stop_process"]
 
 # Every timeout in the tests derives from this factor, so a slow CI machine can scale them all
 # at once (FULLDUPLEX_TESTS_TIMEOUT_FACTOR=5) instead of flaking.
@@ -20,6 +21,19 @@ TIMEOUT_FACTOR = float(os.environ.get("FULLDUPLEX_TESTS_TIMEOUT_FACTOR", "1"))
 def seconds(value: float) -> float:
     """Scale a timeout, in seconds, by FULLDUPLEX_TESTS_TIMEOUT_FACTOR."""
     return value * TIMEOUT_FACTOR
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Stop a process a test started: SIGTERM, SIGKILL if it is still there after
+    ``seconds(10)``, then close its standard output pipe (if any)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=seconds(10))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 _URL_LINE = re.compile(rb"(wss?://[^\s]+)")
@@ -52,11 +66,4 @@ def echo_server_process(*args: str) -> Iterator[str]:
                 raise RuntimeError(f"echo server did not print its URL: {line!r} {err}")
             yield match.group(1).decode().rstrip("/")
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=seconds(10))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_process(proc)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.helpers import seconds
+from tests.helpers import seconds, stop_process
 
 __all__ = [
     "APACHE",
@@ -76,14 +76,7 @@ def running(command: list[str], port: int, what: str) -> Iterator[None]:
         wait_listening(port, proc, what)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(seconds(10))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc)
 
 
 @contextmanager

@@ -13,11 +13,10 @@ from fullduplex.app import App, CloseReason, Endpoint, JSONCodec, Session
 from fullduplex.app.inline import can_suspend
 from fullduplex.asyncio import connection as connection_module
 from fullduplex.asyncio.client import connect
-from fullduplex.asyncio.server import Server
 from fullduplex.exceptions import ConnectionClosedError
-from fullduplex.protocol.frames import Opcode, serialize_frame
+from fullduplex.protocol.frames import Opcode
 from tests.app.utils import Recorder, serving, url
-from tests.asyncio.utils import RawClient, wait_for
+from tests.asyncio.utils import frames_after, violation_after, wait_for
 
 
 async def _no_await(session: Session, message: Any) -> Any:
@@ -369,36 +368,6 @@ class TestMoreEdges:
             assert done == ["on_close"]
 
 
-def _violation_after(*messages: bytes) -> bytes:
-    """TEXT frames with ``messages``, then a TEXT frame with RSV2 (a violation): one write."""
-    bad = bytearray(serialize_frame(Opcode.TEXT, b"bad", mask=b"abcd"))
-    bad[0] |= 0x20
-    return b"".join(serialize_frame(Opcode.TEXT, m, mask=b"abcd") for m in messages) + bytes(bad)
-
-
-async def _frames_after(
-    server: Server, path: str, data: bytes, *, eof: bool = False
-) -> list[tuple[int, bytes]]:
-    """Write ``data`` at once on a raw connection to ``path`` (then half-close if ``eof``);
-    return every frame until the server ends the connection (each read bounded)."""
-    raw = await RawClient.open(server.port)
-    try:
-        await raw.handshake(path)
-        raw.writer.write(data)
-        if eof:
-            await asyncio.sleep(0.001)  # the violation is read first, as its own read
-            raw.writer.write_eof()
-        frames = []
-        while True:
-            try:
-                frame = await raw.read_frame()
-            except EOFError:
-                return frames
-            frames.append((frame.opcode, frame.payload[:2] if frame.opcode == 8 else frame.payload))
-    finally:
-        await raw.close()
-
-
 CLOSE_1002 = (Opcode.CLOSE, b"\x03\xea")
 
 
@@ -453,7 +422,9 @@ class TestViolationAfterMessages:
         app = App()
         app.on_message("/x")(handler)
         async with serving(app, close_timeout=60) as server:
-            frames = await _frames_after(server, "/x", _violation_after(b"a", b"b", b"c"))
+            frames = await frames_after(
+                server.port, path="/x", data=violation_after(b"a", b"b", b"c")
+            )
         assert frames == [
             (Opcode.TEXT, b"re:a"),
             (Opcode.TEXT, b"re:b"),
@@ -467,14 +438,16 @@ class TestViolationAfterMessages:
         app = App()
         app.on_message("/x")(_answer_nothing_after_await)
         async with serving(app, close_timeout=60) as server:
-            frames = await _frames_after(server, "/x", _violation_after(b"a", b"b", b"c"))
+            frames = await frames_after(
+                server.port, path="/x", data=violation_after(b"a", b"b", b"c")
+            )
         assert frames == [CLOSE_1002]
 
     async def test_inline_reply_is_not_held_behind_a_task(self) -> None:
         app = App()
         app.on_message("/x")(_inline_then_awaitable)
         async with serving(app, close_timeout=60) as server:
-            frames = await _frames_after(server, "/x", _violation_after(b"a", b"b"))
+            frames = await frames_after(server.port, path="/x", data=violation_after(b"a", b"b"))
         assert frames == [(Opcode.TEXT, b"re:a"), CLOSE_1002]
 
     @pytest.mark.parametrize(
@@ -492,6 +465,8 @@ class TestViolationAfterMessages:
         app = App()
         app.on_message("/x")(handler)
         async with serving(app, close_timeout=60) as server:
-            frames = await _frames_after(server, "/x", _violation_after(b"a", b"b"), eof=True)
+            frames = await frames_after(
+                server.port, path="/x", data=violation_after(b"a", b"b"), eof=True
+            )
         assert frames[-1] == CLOSE_1002
         assert frames[:-1] in replies

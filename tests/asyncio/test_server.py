@@ -25,7 +25,16 @@ from fullduplex.exceptions import (
 )
 from fullduplex.protocol.frames import Frame, Opcode, serialize_frame
 from fullduplex.protocol.handshake import Request, Response
-from tests.asyncio.utils import Handlers, RawClient, echo, until, uri, wait_for
+from tests.asyncio.utils import (
+    Handlers,
+    RawClient,
+    echo,
+    frames_after,
+    until,
+    uri,
+    violation_after,
+    wait_for,
+)
 
 
 class TestCallbackHandler:
@@ -656,38 +665,6 @@ def _hello_then_violation() -> bytes:
     )
 
 
-def _abc_then_violation() -> bytes:
-    """TEXT a, b, c, then a TEXT with RSV2 (a violation): one client write."""
-    bad = bytearray(serialize_frame(Opcode.TEXT, b"bad", mask=b"abcd"))
-    bad[0] |= 0x20
-    return b"".join(serialize_frame(Opcode.TEXT, m, mask=b"abcd") for m in (b"a", b"b", b"c")) + (
-        bytes(bad)
-    )
-
-
-async def _frames_after(
-    port: int, data: bytes, *, path: str = "/", eof: bool = False
-) -> list[tuple[int, bytes]]:
-    """Open a raw connection, write ``data`` at once (then half-close if ``eof``); return
-    every frame until EOF."""
-    raw = await RawClient.open(port)
-    try:
-        await raw.handshake(path)
-        raw.writer.write(data)
-        if eof:
-            await asyncio.sleep(0.001)  # the violation is read first, as its own read
-            raw.writer.write_eof()
-        frames = []
-        while True:
-            try:
-                frame = await raw.read_frame()
-            except EOFError:
-                return frames
-            frames.append((frame.opcode, frame.payload[:2] if frame.opcode == 8 else frame.payload))
-    finally:
-        await raw.close()
-
-
 class TestSection7_1_7RepliesBeforeTheFailure:
     """Valid messages, then a violation in the same read: the messages reach the handler, its
     replies reach the peer, and only then the close frame (1002); nothing after it."""
@@ -699,11 +676,11 @@ class TestSection7_1_7RepliesBeforeTheFailure:
             ws.on_message = ws.send_nowait
 
         async with serve(echo_callbacks, "127.0.0.1", 0) as server:
-            assert await _frames_after(server.port, _hello_then_violation()) == self.EXPECTED
+            assert await frames_after(server.port, _hello_then_violation()) == self.EXPECTED
 
     async def test_async_for_handler(self) -> None:
         async with serve(echo, "127.0.0.1", 0) as server:
-            assert await _frames_after(server.port, _hello_then_violation()) == self.EXPECTED
+            assert await frames_after(server.port, _hello_then_violation()) == self.EXPECTED
 
     async def test_handler_that_replies_later(self) -> None:
         async def slow_echo(ws: Any) -> None:
@@ -712,7 +689,7 @@ class TestSection7_1_7RepliesBeforeTheFailure:
                 await ws.send(message)
 
         async with serve(slow_echo, "127.0.0.1", 0) as server:
-            assert await _frames_after(server.port, _hello_then_violation()) == self.EXPECTED
+            assert await frames_after(server.port, _hello_then_violation()) == self.EXPECTED
 
     async def test_async_for_handler_answers_every_message(self) -> None:
         # The first reply must not take the close frame with it: b and c are answered too.
@@ -721,7 +698,7 @@ class TestSection7_1_7RepliesBeforeTheFailure:
                 await ws.send("re:" + message)
 
         async with serve(reply, "127.0.0.1", 0) as server:
-            frames = await _frames_after(server.port, _abc_then_violation())
+            frames = await frames_after(server.port, violation_after(b"a", b"b", b"c"))
         assert frames == [
             (Opcode.TEXT, b"re:a"),
             (Opcode.TEXT, b"re:b"),
@@ -738,7 +715,7 @@ class TestSection7_1_7RepliesBeforeTheFailure:
                     await ws.send(message)
 
         async with serve(slow_echo, "127.0.0.1", 0) as server:
-            frames = await _frames_after(server.port, _hello_then_violation(), eof=True)
+            frames = await frames_after(server.port, _hello_then_violation(), eof=True)
         assert frames[-1] == (Opcode.CLOSE, b"\x03\xea")
         assert frames[:-1] in ([], [(Opcode.TEXT, b"hello")])
 
@@ -750,7 +727,7 @@ class TestSection7_1_7RepliesBeforeTheFailure:
                 received.append(message)
 
         async with serve(mute, "127.0.0.1", 0) as server:
-            frames = await _frames_after(server.port, _hello_then_violation())
+            frames = await frames_after(server.port, _hello_then_violation())
         assert frames == self.EXPECTED[1:]
         assert received == ["hello"]
 
@@ -767,7 +744,7 @@ class TestSection7_1_7RepliesBeforeTheFailure:
 
         async with serve(stuck, "127.0.0.1", 0) as server:
             try:
-                frames = await _frames_after(server.port, _hello_then_violation())
+                frames = await frames_after(server.port, _hello_then_violation())
             finally:
                 stall.set()  # the server waits for its handlers when it stops
         assert frames == self.EXPECTED[1:]

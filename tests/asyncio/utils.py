@@ -14,10 +14,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from fullduplex.asyncio.server import Server
-from fullduplex.protocol.frames import Frame, FrameParser, serialize_frame
+from fullduplex.protocol.frames import Frame, FrameParser, Opcode, serialize_frame
 from tests.helpers import seconds
 
-__all__ = ["Handlers", "RawClient", "echo", "until", "uri", "wait_for"]
+__all__ = [
+    "Handlers",
+    "RawClient",
+    "echo",
+    "frames_after",
+    "until",
+    "uri",
+    "violation_after",
+    "wait_for",
+]
 
 T = TypeVar("T")
 
@@ -118,6 +127,36 @@ class RawClient:
         self.writer.close()
         with contextlib.suppress(OSError):
             await wait_for(self.writer.wait_closed())
+
+
+def violation_after(*messages: bytes) -> bytes:
+    """TEXT frames with ``messages``, then a TEXT frame with RSV2 (a violation): one write."""
+    bad = bytearray(serialize_frame(Opcode.TEXT, b"bad", mask=b"abcd"))
+    bad[0] |= 0x20
+    return b"".join(serialize_frame(Opcode.TEXT, m, mask=b"abcd") for m in messages) + bytes(bad)
+
+
+async def frames_after(
+    port: int, data: bytes, *, path: str = "/", eof: bool = False
+) -> list[tuple[int, bytes]]:
+    """Open a raw connection to ``path``, write ``data`` at once (then half-close if ``eof``);
+    return every frame until the server ends the connection (a close frame by its code)."""
+    raw = await RawClient.open(port)
+    try:
+        await raw.handshake(path)
+        raw.writer.write(data)
+        if eof:
+            await asyncio.sleep(0.001)  # the violation is read first, as its own read
+            raw.writer.write_eof()
+        frames = []
+        while True:
+            try:
+                frame = await raw.read_frame()
+            except EOFError:
+                return frames
+            frames.append((frame.opcode, frame.payload[:2] if frame.opcode == 8 else frame.payload))
+    finally:
+        await raw.close()
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5) -> None:

@@ -26,7 +26,7 @@ import pytest
 
 from tests.conformance.checks import Connect
 from tests.conformance.rawclient import RawClient
-from tests.helpers import echo_server_process, seconds
+from tests.helpers import echo_server_process, stop_process
 from tests.reverse_proxies import nginx_in_front
 
 __all__ = [
@@ -124,14 +124,7 @@ def _reference_server_process(*args: str) -> Iterator[str]:
             raise RuntimeError("the reference server did not print its URL")
         yield match.group(1).decode().rstrip("/")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=seconds(10))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc)
 
 
 @contextmanager
